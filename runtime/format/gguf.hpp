@@ -1,0 +1,93 @@
+#pragma once
+// GGUF v2/v3 reader (memory-mapped, every offset and length bounds-checked) and writer.
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "kernels/dtype.hpp"
+#include "runtime/core/error.hpp"
+
+namespace troupe::format {
+
+/// A GGUF metadata value. Integers keep their signedness; arrays nest.
+struct gguf_value {
+  std::variant<std::monostate, bool, int64_t, uint64_t, double, std::string, std::vector<gguf_value>> v;
+
+  std::optional<int64_t> as_int() const;     ///< any integer type (or bool) that fits in int64
+  std::optional<double> as_float() const;    ///< any numeric type
+  std::optional<bool> as_bool() const;
+  const std::string* as_string() const;      ///< nullptr unless a string
+  const std::vector<gguf_value>* as_array() const;  ///< nullptr unless an array
+};
+
+/// One tensor of a GGUF file. shape is outermost first (numpy order): a matrix of R rows of C
+/// elements is {R, C} (GGUF itself stores ne reversed: ne[0] = C).
+struct gguf_tensor {
+  std::string name;
+  dtype type = dtype::f32;
+  std::vector<int64_t> shape;
+  uint64_t offset = 0;       ///< from the start of the data section
+  size_t nbytes = 0;
+  const void* data = nullptr;  ///< into the mapping, valid while the gguf_file lives
+};
+
+class gguf_file {
+ public:
+  /// Maps and parses the file. Errors name the path and what is wrong (truncated, bad magic,
+  /// unsupported version, a tensor of an unsupported type with its name and type, out-of-range offsets).
+  static expected<std::shared_ptr<const gguf_file>> open(const std::filesystem::path& path);
+
+  uint32_t version() const noexcept { return version_; }
+  const std::filesystem::path& path() const noexcept { return path_; }
+  /// nullptr if absent.
+  const gguf_value* find(std::string_view key) const;
+  const std::map<std::string, gguf_value, std::less<>>& metadata() const noexcept { return kv_; }
+  const std::vector<gguf_tensor>& tensors() const noexcept { return tensors_; }
+  /// nullptr if absent.
+  const gguf_tensor* tensor(std::string_view name) const;
+
+  ~gguf_file();
+
+ private:
+  gguf_file() = default;
+  uint32_t version_ = 0;
+  std::filesystem::path path_;
+  std::map<std::string, gguf_value, std::less<>> kv_;
+  std::vector<gguf_tensor> tensors_;
+  std::map<std::string, size_t, std::less<>> tensor_index_;
+  std::shared_ptr<const void> mapping_;
+};
+
+/// Builds a GGUF v3 file: metadata in insertion order, then tensors aligned to 32 bytes.
+class gguf_writer {
+ public:
+  void set(std::string key, gguf_value value);
+  /// Typed helpers (GGUF types: uint32, float32, string, bool, arrays of string/float32/int32).
+  void set_u32(std::string key, uint32_t v);
+  void set_f32(std::string key, float v);
+  void set_str(std::string key, std::string v);
+  void set_bool(std::string key, bool v);
+  /// Adds a tensor; bytes must be row_bytes(type, shape.back()) * rows.
+  void add_tensor(std::string name, dtype type, std::vector<int64_t> shape, std::vector<uint8_t> bytes);
+  status write(const std::filesystem::path& path) const;
+
+ private:
+  struct entry;
+  std::vector<std::pair<std::string, gguf_value>> kv_;
+  struct tensor_entry {
+    std::string name;
+    dtype type;
+    std::vector<int64_t> shape;
+    std::vector<uint8_t> bytes;
+  };
+  std::vector<tensor_entry> tensors_;
+};
+
+}  // namespace troupe::format
