@@ -4,6 +4,7 @@
 // small parallel ops, and a sleeping wake-up costs more than the op) and then sleep.
 
 #include <cstdint>
+#include <type_traits>
 
 namespace troupe::cpu {
 
@@ -22,8 +23,9 @@ class thread_pool {
   /// Not reentrant: fn must not call run() on the same pool.
   template <class F>
   void run(F&& fn) {
-    run_impl([](void* ctx, int ith, int nth) { (*static_cast<F*>(ctx))(ith, nth); },
-             static_cast<void*>(&fn));
+    using fn_type = std::remove_reference_t<F>;
+    run_impl([](void* ctx, int ith, int nth) { (*static_cast<fn_type*>(ctx))(ith, nth); },
+             const_cast<void*>(static_cast<const void*>(&fn)));
   }
 
   /// Splits [0, n) into size() contiguous ranges and runs fn(begin, end) on each, in parallel.

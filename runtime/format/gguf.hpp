@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -26,6 +27,9 @@ struct gguf_value {
   const std::string* as_string() const;      ///< nullptr unless a string
   const std::vector<gguf_value>* as_array() const;  ///< nullptr unless an array
 };
+
+/// GGML's name of a type id ("F32", "Q4_K", ...; "unknown" past the known ids).
+const char* ggml_type_name(uint32_t id) noexcept;
 
 /// One tensor of a GGUF file. shape is outermost first (numpy order): a matrix of R rows of C
 /// elements is {R, C} (GGUF itself stores ne reversed: ne[0] = C).
@@ -52,12 +56,20 @@ class gguf_file {
   const std::vector<gguf_tensor>& tensors() const noexcept { return tensors_; }
   /// nullptr if absent.
   const gguf_tensor* tensor(std::string_view name) const;
+  /// Alignment of the tensor data (general.alignment, default 32).
+  uint32_t alignment() const noexcept { return alignment_; }
+  /// File offset where the tensor data section begins.
+  uint64_t data_offset() const noexcept { return data_offset_; }
+  /// The mapping the tensors point into (keep it to keep tensor data alive without the file object).
+  const std::shared_ptr<const void>& mapping() const noexcept { return mapping_; }
 
   ~gguf_file();
 
  private:
   gguf_file() = default;
   uint32_t version_ = 0;
+  uint32_t alignment_ = 32;
+  uint64_t data_offset_ = 0;
   std::filesystem::path path_;
   std::map<std::string, gguf_value, std::less<>> kv_;
   std::vector<gguf_tensor> tensors_;
@@ -66,8 +78,15 @@ class gguf_file {
 };
 
 /// Builds a GGUF v3 file: metadata in insertion order, then tensors aligned to 32 bytes.
+/// Tensors are given either as bytes or as a row source that write() calls a chunk of rows at a time,
+/// so a model larger than memory can be written (only one chunk is held at once).
 class gguf_writer {
  public:
+  /// Fills rows [first, first + n) of a tensor at dst (row_bytes(type, shape.back()) bytes a row).
+  using row_source = std::function<status(int64_t first, int64_t n, void* dst)>;
+
+  /// Adds or replaces a key. The GGUF type is chosen from the value: signed integers as INT32
+  /// (INT64 if one does not fit), unsigned as UINT32 (UINT64), floats as FLOAT32, arrays likewise.
   void set(std::string key, gguf_value value);
   /// Typed helpers (GGUF types: uint32, float32, string, bool, arrays of string/float32/int32).
   void set_u32(std::string key, uint32_t v);
@@ -76,16 +95,19 @@ class gguf_writer {
   void set_bool(std::string key, bool v);
   /// Adds a tensor; bytes must be row_bytes(type, shape.back()) * rows.
   void add_tensor(std::string name, dtype type, std::vector<int64_t> shape, std::vector<uint8_t> bytes);
+  /// Adds a tensor whose rows are produced by source during write().
+  void add_tensor(std::string name, dtype type, std::vector<int64_t> shape, row_source source);
+  /// Writes the file (to a temporary beside it, renamed into place on success).
   status write(const std::filesystem::path& path) const;
 
  private:
-  struct entry;
   std::vector<std::pair<std::string, gguf_value>> kv_;
   struct tensor_entry {
     std::string name;
     dtype type;
     std::vector<int64_t> shape;
     std::vector<uint8_t> bytes;
+    row_source source;  ///< used when set, instead of bytes
   };
   std::vector<tensor_entry> tensors_;
 };

@@ -31,6 +31,9 @@ struct rope_scaling {
   float low_freq_factor = 1.0f;
   float high_freq_factor = 4.0f;
   int64_t original_context = 8192;
+  /// GGUF files of Llama 3.1+ carry the scaling as a tensor instead: rope_freqs.weight holds
+  /// head_dim / 2 divisors of the inverse frequencies (inv_freq[i] / factors[i]), kept in tensors.
+  bool freq_factors = false;
 };
 
 /// Architecture hyper-parameters, read from the model file.

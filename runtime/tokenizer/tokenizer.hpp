@@ -34,7 +34,11 @@ class tokenizer {
   /// Whether id is a control/special token (BOS, EOS, <|im_end|> ...).
   virtual bool is_special(int32_t id) const = 0;
 
-  /// Full decode: token bytes concatenated; for SentencePiece models the dummy-prefix space of the
+  /// What id contributes to decode(): token_bytes(id), except that tokens SentencePiece decodes
+  /// invisibly (control tokens such as <s>) give "".
+  virtual std::string decode_bytes(int32_t id) const { return token_bytes(id); }
+
+  /// Full decode: decode_bytes concatenated; for SentencePiece models the dummy-prefix space of the
   /// first token is removed, as SentencePiece and llama.cpp do.
   virtual std::string decode(std::span<const int32_t> ids) const;
 
@@ -47,6 +51,9 @@ class tokenizer {
   /// Every id that ends generation (EOS, end-of-turn tokens such as <|eot_id|> or <|im_end|>).
   const std::vector<int32_t>& stop_ids() const noexcept { return stop_ids_; }
   bool add_bos() const noexcept { return add_bos_; }
+  /// Whether the model's metadata asks for EOS after the input (encode_prompt does not add it:
+  /// a generation prompt must not end the sequence).
+  bool add_eos() const noexcept { return add_eos_; }
   /// Whether decoding strips the dummy-prefix space of the first token (SentencePiece models).
   bool strips_leading_space() const noexcept { return strip_leading_space_; }
   /// The chat template text from the model's metadata ("" if none).
@@ -60,6 +67,7 @@ class tokenizer {
   int32_t eos_id_ = -1;
   std::vector<int32_t> stop_ids_;
   bool add_bos_ = false;
+  bool add_eos_ = false;
   bool strip_leading_space_ = false;
   std::string chat_template_;
 };

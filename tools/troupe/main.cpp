@@ -1,16 +1,29 @@
 // troupe: the one executable, with subcommands.
-#include <CLI/CLI.hpp>
-
 #include <cstdio>
+#include <string>
 
 #include "runtime/core/log.hpp"
+#include "tools/troupe/commands.hpp"
+
+namespace troupe::cli {
+int& exit_code() {
+  static int code = 0;
+  return code;
+}
+}  // namespace troupe::cli
 
 int main(int argc, char** argv) {
   CLI::App app{"troupe: an actor-model runtime that serves large language models"};
   app.require_subcommand(1);
   std::string log_level;
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off (or $TROUPE_LOG_LEVEL)");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off (default: $TROUPE_LOG_LEVEL or warn)");
+  app.parse_complete_callback([&] { troupe::init_logging(log_level); });
   app.add_subcommand("version", "print the version")->callback([] { std::puts("troupe 0.1.0"); });
+  troupe::cli::add_generate(app);
+  troupe::cli::add_tokenize(app);
+  troupe::cli::add_inspect(app);
+  troupe::cli::add_make_model(app);
+  troupe::cli::add_bench_engine(app);
   CLI11_PARSE(app, argc, argv);
-  return 0;
+  return troupe::cli::exit_code();
 }

@@ -1,0 +1,117 @@
+#include "runtime/engine/engine.hpp"
+
+#include <algorithm>
+
+#include "runtime/core/log.hpp"
+
+namespace troupe {
+
+const char* to_string(finish_reason r) noexcept {
+  switch (r) {
+    case finish_reason::length: return "length";
+    case finish_reason::stop: return "stop";
+    case finish_reason::context: return "context";
+    case finish_reason::cancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+expected<std::unique_ptr<engine>> engine::load(const engine_options& opts) {
+  std::unique_ptr<engine> e(new engine());
+  e->opts_ = opts;
+  auto weights = load_model_weights(opts.model_path);
+  TROUPE_TRY(weights);
+  auto tok = opts.tokenizer_path.empty() ? load_tokenizer(*weights)
+                                         : load_tokenizer(opts.tokenizer_path, static_cast<int32_t>(weights->hp.n_vocab));
+  TROUPE_TRY(tok);
+  e->tok_ = std::move(*tok);
+  if (e->tok_->n_vocab() > weights->hp.n_vocab)
+    return make_error(errc::shape_mismatch, "tokenizer has " + std::to_string(e->tok_->n_vocab()) +
+                                                " tokens but the model only " + std::to_string(weights->hp.n_vocab));
+  const model_hparams hp = weights->hp;
+  auto model = llama_model::create(std::move(*weights), opts.model);
+  TROUPE_TRY(model);
+  e->model_ = std::move(*model);
+  kv_pool_config kvc = opts.kv;
+  if (kvc.n_blocks <= 0) {  // no more than kv_full_contexts whole contexts: small models stay small
+    const size_t per_block = kv_pool::bytes_per_block(hp.n_layers, hp.n_kv_heads, hp.head_dim, kvc.block_size);
+    const int64_t ctx_blocks = (hp.context_length + kvc.block_size - 1) / kvc.block_size;
+    kvc.n_blocks = std::min<int64_t>(static_cast<int64_t>(kvc.max_bytes / per_block),
+                                     ctx_blocks * std::max<int64_t>(1, opts.kv_full_contexts));
+    if (kvc.n_blocks <= 0) kvc.n_blocks = 0;  // let create() report the budget problem
+  }
+  auto kv = kv_pool::create(hp.n_layers, hp.n_kv_heads, hp.head_dim, kvc);
+  TROUPE_TRY(kv);
+  e->kv_ = std::move(*kv);
+  e->blocks_ = std::make_unique<block_allocator>(e->kv_->n_blocks());
+  spdlog::info("engine: {} ({} layers, dim {}), {} threads, KV {} blocks x {} tokens ({:.1f} MiB)", opts.model_path,
+               hp.n_layers, hp.dim, e->model_->threads(), e->kv_->n_blocks(), e->kv_->block_size(),
+               static_cast<double>(e->kv_->bytes()) / (1 << 20));
+  return e;
+}
+
+status engine::prefill(std::span<const int32_t> prompt, block_table& table, std::vector<float>& logits) {
+  const int64_t n_vocab = model_->hparams().n_vocab;
+  logits.resize(static_cast<size_t>(n_vocab));
+  const int64_t chunk = std::max<int64_t>(1, opts_.prefill_chunk);
+  for (int64_t start = 0; start < static_cast<int64_t>(prompt.size()); start += chunk) {
+    const int64_t n = std::min<int64_t>(chunk, static_cast<int64_t>(prompt.size()) - start);
+    if (!table.reserve(*blocks_, start + n, kv_->block_size()))
+      return make_error(errc::no_kv_blocks, "prefill: the KV cache has no room for " + std::to_string(start + n) + " positions");
+    forward_batch batch;
+    batch.seqs.push_back(seq_step{prompt.subspan(static_cast<size_t>(start), static_cast<size_t>(n)), start,
+                                  table.blocks, start + n == static_cast<int64_t>(prompt.size())});
+    TROUPE_TRY(model_->forward(batch, *kv_, logits));
+  }
+  return {};
+}
+
+expected<generation_result> engine::generate(std::span<const int32_t> prompt, const sampling_params& params,
+                                             int max_tokens,
+                                             const std::function<bool(const sample_result&)>& on_token) {
+  TROUPE_TRY(params.validate());
+  if (prompt.empty()) return make_error(errc::invalid_argument, "generate: the prompt has no tokens");
+  const int64_t ctx = model_->hparams().context_length;
+  if (static_cast<int64_t>(prompt.size()) >= ctx)
+    return make_error(errc::context_overflow, "generate: the prompt has " + std::to_string(prompt.size()) +
+                                                  " tokens; the context length is " + std::to_string(ctx));
+  block_table table;
+  std::vector<float> logits;
+  generation_result result;
+  sampler smp(params, prompt);
+  auto finish = [&](finish_reason r) {
+    table.release(*blocks_);
+    result.reason = r;
+    return result;
+  };
+  if (auto st = prefill(prompt, table, logits); !st) {
+    table.release(*blocks_);
+    return unexpected{st.error()};
+  }
+  int64_t pos = static_cast<int64_t>(prompt.size());
+  const auto& stops = tok_->stop_ids();
+  for (int n = 0; n < max_tokens; ++n) {
+    sample_result s = smp.sample(logits);
+    const bool is_stop = s.is_stop || std::find(stops.begin(), stops.end(), s.token) != stops.end();
+    if (is_stop) return finish(finish_reason::stop);
+    result.tokens.push_back(s.token);
+    if (on_token && !on_token(s)) return finish(finish_reason::cancelled);
+    if (n + 1 == max_tokens) break;
+    if (pos + 1 > ctx) return finish(finish_reason::context);
+    if (!table.reserve(*blocks_, pos + 1, kv_->block_size())) {
+      table.release(*blocks_);
+      return make_error(errc::no_kv_blocks, "generate: the KV cache is full");
+    }
+    const int32_t tok = s.token;
+    forward_batch batch;
+    batch.seqs.push_back(seq_step{std::span<const int32_t>(&tok, 1), pos, table.blocks, true});
+    if (auto st = model_->forward(batch, *kv_, logits); !st) {
+      table.release(*blocks_);
+      return unexpected{st.error()};
+    }
+    ++pos;
+  }
+  return finish(finish_reason::length);
+}
+
+}  // namespace troupe

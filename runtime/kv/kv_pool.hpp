@@ -1,0 +1,70 @@
+#pragma once
+// The paged KV cache's memory: for every layer, a pool of fixed-size blocks of keys and values.
+// Block ids are handed out by a block_allocator (or, in the server, the KV block manager); a
+// sequence's block table lists its blocks in order, so position p lives in block_table[p / B],
+// slot p % B.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "kernels/cpu/ops.hpp"
+#include "runtime/core/error.hpp"
+
+namespace troupe {
+
+/// Shape and size of a KV pool.
+struct kv_pool_config {
+  int block_size = 16;        ///< tokens per block
+  int64_t n_blocks = 0;       ///< blocks in the pool; 0: derive from max_bytes
+  size_t max_bytes = 256ull << 20;  ///< budget for K and V of all layers when n_blocks == 0
+};
+
+class kv_pool {
+ public:
+  /// Allocates n_layers x n_blocks x block_size x n_kv_heads x head_dim floats for K and for V.
+  static expected<std::unique_ptr<kv_pool>> create(int64_t n_layers, int64_t n_kv_heads,
+                                                   int64_t head_dim, const kv_pool_config& cfg);
+
+  cpu::kv_layer_view layer(int64_t l) noexcept;
+  int block_size() const noexcept { return block_size_; }
+  int64_t n_blocks() const noexcept { return n_blocks_; }
+  /// Bytes of K and V together, all layers.
+  size_t bytes() const noexcept { return k_.size() * sizeof(float) * 2; }
+  /// Bytes one block takes across all layers (K and V).
+  static size_t bytes_per_block(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int block_size);
+
+ private:
+  kv_pool() = default;
+  int64_t n_layers_ = 0, n_kv_heads_ = 0, head_dim_ = 0, n_blocks_ = 0;
+  int block_size_ = 16;
+  std::vector<float> k_, v_;
+};
+
+/// Free list of block ids. allocate() says "no room" with nullopt instead of failing.
+class block_allocator {
+ public:
+  explicit block_allocator(int64_t n_blocks);
+  std::optional<int32_t> allocate();
+  void release(int32_t block);
+  int64_t n_free() const noexcept { return static_cast<int64_t>(free_.size()); }
+  int64_t n_total() const noexcept { return n_total_; }
+
+ private:
+  std::vector<int32_t> free_;
+  int64_t n_total_;
+};
+
+/// A sequence's block table: the blocks holding its positions, in order.
+struct block_table {
+  std::vector<int32_t> blocks;
+
+  /// Grows the table so it covers n_positions; false (table unchanged) if the allocator runs out.
+  bool reserve(block_allocator& alloc, int64_t n_positions, int block_size);
+  /// Returns every block to the allocator.
+  void release(block_allocator& alloc);
+};
+
+}  // namespace troupe

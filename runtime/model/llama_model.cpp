@@ -1,0 +1,240 @@
+#include "runtime/model/llama_model.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <thread>
+
+namespace troupe {
+namespace {
+
+expected<cpu::weight_ref> matrix(const model_weights& w, const std::string& name, int64_t rows, int64_t cols) {
+  const tensor_ref* t = w.find(name);
+  if (!t) return make_error(errc::not_found, "model is missing tensor '" + name + "'");
+  if (t->shape.size() != 2 || t->shape[0] != rows || t->shape[1] != cols)
+    return make_error(errc::shape_mismatch, "tensor '" + name + "' should be " + std::to_string(rows) + "x" +
+                                                std::to_string(cols));
+  if (cols % block_elems(t->type) != 0)
+    return make_error(errc::shape_mismatch, "tensor '" + name + "': row length " + std::to_string(cols) +
+                                                " is not a multiple of the " + std::string(to_string(t->type)) +
+                                                " block");
+  return cpu::weight_ref{t->type, rows, cols, t->data};
+}
+
+expected<const float*> vector_f32(const model_weights& w, const std::string& name, int64_t n, bool optional = false) {
+  const tensor_ref* t = w.find(name);
+  if (!t) {
+    if (optional) return static_cast<const float*>(nullptr);
+    return make_error(errc::not_found, "model is missing tensor '" + name + "'");
+  }
+  if (t->type != dtype::f32)
+    return make_error(errc::unsupported_type, "tensor '" + name + "' must be f32, is " + std::string(to_string(t->type)));
+  if (t->nbytes != static_cast<size_t>(n) * 4)
+    return make_error(errc::shape_mismatch, "tensor '" + name + "' should have " + std::to_string(n) + " elements");
+  return static_cast<const float*>(t->data);
+}
+
+}  // namespace
+
+std::vector<float> rope_inv_freq(const model_hparams& hp) {
+  const int64_t half = hp.head_dim / 2;
+  std::vector<float> f(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; ++i) {
+    double freq = std::pow(static_cast<double>(hp.rope_theta), -2.0 * static_cast<double>(i) / hp.head_dim);
+    if (hp.scaling.llama3) {
+      const auto& s = hp.scaling;
+      const double low_wavelen = s.original_context / s.low_freq_factor;
+      const double high_wavelen = s.original_context / s.high_freq_factor;
+      const double wavelen = 2.0 * M_PI / freq;
+      if (wavelen > low_wavelen) {
+        freq /= s.factor;
+      } else if (wavelen >= high_wavelen) {
+        const double smooth = (s.original_context / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        freq = (1.0 - smooth) * freq / s.factor + smooth * freq;
+      }
+    }
+    f[static_cast<size_t>(i)] = static_cast<float>(freq);
+  }
+  return f;
+}
+
+expected<std::unique_ptr<llama_model>> llama_model::create(model_weights weights, const model_options& opts) {
+  std::unique_ptr<llama_model> m(new llama_model());
+  m->w_ = std::move(weights);
+  const model_hparams& hp = m->w_.hp;
+  if (hp.n_heads <= 0 || hp.n_kv_heads <= 0 || hp.n_heads % hp.n_kv_heads != 0 || hp.head_dim % 2 != 0)
+    return make_error(errc::bad_format, "model: heads (" + std::to_string(hp.n_heads) + ") must be a positive multiple of kv heads (" +
+                                            std::to_string(hp.n_kv_heads) + ") and head_dim even");
+  const int64_t q_dim = hp.n_heads * hp.head_dim, kv_dim = hp.n_kv_heads * hp.head_dim;
+
+  auto embd = matrix(m->w_, "token_embd.weight", hp.n_vocab, hp.dim);
+  TROUPE_TRY(embd);
+  m->tok_embd_ = *embd;
+  if (hp.tied_embeddings) {
+    m->output_ = m->tok_embd_;
+  } else {
+    auto out = matrix(m->w_, "output.weight", hp.n_vocab, hp.dim);
+    TROUPE_TRY(out);
+    m->output_ = *out;
+  }
+  auto onorm = vector_f32(m->w_, "output_norm.weight", hp.dim);
+  TROUPE_TRY(onorm);
+  m->output_norm_ = *onorm;
+
+  for (int64_t l = 0; l < hp.n_layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    layer ly;
+    auto an = vector_f32(m->w_, p + "attn_norm.weight", hp.dim);
+    TROUPE_TRY(an);
+    auto fn = vector_f32(m->w_, p + "ffn_norm.weight", hp.dim);
+    TROUPE_TRY(fn);
+    ly.attn_norm = *an;
+    ly.ffn_norm = *fn;
+    auto wq = matrix(m->w_, p + "attn_q.weight", q_dim, hp.dim);
+    TROUPE_TRY(wq);
+    auto wk = matrix(m->w_, p + "attn_k.weight", kv_dim, hp.dim);
+    TROUPE_TRY(wk);
+    auto wv = matrix(m->w_, p + "attn_v.weight", kv_dim, hp.dim);
+    TROUPE_TRY(wv);
+    auto wo = matrix(m->w_, p + "attn_output.weight", hp.dim, q_dim);
+    TROUPE_TRY(wo);
+    auto wg = matrix(m->w_, p + "ffn_gate.weight", hp.ffn_dim, hp.dim);
+    TROUPE_TRY(wg);
+    auto wu = matrix(m->w_, p + "ffn_up.weight", hp.ffn_dim, hp.dim);
+    TROUPE_TRY(wu);
+    auto wd = matrix(m->w_, p + "ffn_down.weight", hp.dim, hp.ffn_dim);
+    TROUPE_TRY(wd);
+    ly.wq = *wq; ly.wk = *wk; ly.wv = *wv; ly.wo = *wo;
+    ly.w_gate = *wg; ly.w_up = *wu; ly.w_down = *wd;
+    if (hp.qkv_bias) {
+      auto bq = vector_f32(m->w_, p + "attn_q.bias", q_dim);
+      TROUPE_TRY(bq);
+      auto bk = vector_f32(m->w_, p + "attn_k.bias", kv_dim);
+      TROUPE_TRY(bk);
+      auto bv = vector_f32(m->w_, p + "attn_v.bias", kv_dim);
+      TROUPE_TRY(bv);
+      ly.bq = *bq; ly.bk = *bk; ly.bv = *bv;
+    }
+    m->layers_.push_back(ly);
+  }
+  m->inv_freq_ = rope_inv_freq(hp);
+  int threads = opts.threads > 0 ? opts.threads : static_cast<int>(std::thread::hardware_concurrency());
+  m->pool_ = std::make_unique<cpu::thread_pool>(threads > 0 ? threads : 1);
+  return m;
+}
+
+size_t llama_model::weight_bytes_per_token() const noexcept {
+  auto bytes = [](const cpu::weight_ref& w) { return row_bytes(w.type, w.cols) * static_cast<size_t>(w.rows); };
+  size_t total = bytes(output_) + row_bytes(tok_embd_.type, tok_embd_.cols);
+  for (const auto& l : layers_)
+    total += bytes(l.wq) + bytes(l.wk) + bytes(l.wv) + bytes(l.wo) + bytes(l.w_gate) + bytes(l.w_up) + bytes(l.w_down);
+  return total;
+}
+
+void llama_model::ensure_scratch(int64_t n_tokens, int64_t n_logits) {
+  const model_hparams& hp = w_.hp;
+  auto grow = [](std::vector<float>& v, int64_t n) {
+    if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+  };
+  const int64_t q_dim = hp.n_heads * hp.head_dim, kv_dim = hp.n_kv_heads * hp.head_dim;
+  grow(x_, n_tokens * hp.dim);
+  grow(xn_, n_tokens * hp.dim);
+  grow(q_, n_tokens * q_dim);
+  grow(k_, n_tokens * kv_dim);
+  grow(v_, n_tokens * kv_dim);
+  grow(attn_, n_tokens * q_dim);
+  grow(gate_, n_tokens * hp.ffn_dim);
+  grow(up_, n_tokens * hp.ffn_dim);
+  grow(tmp_, n_tokens * hp.dim);
+  grow(last_, n_logits * hp.dim);
+  if (queries_.size() < static_cast<size_t>(n_tokens)) queries_.resize(static_cast<size_t>(n_tokens));
+}
+
+status llama_model::forward(const forward_batch& batch, kv_pool& kv, std::span<float> logits) {
+  const model_hparams& hp = w_.hp;
+  const int64_t n_tokens = batch.n_tokens(), n_logits = batch.n_logits();
+  if (n_tokens == 0) return {};
+  if (logits.size() < static_cast<size_t>(n_logits * hp.n_vocab))
+    return make_error(errc::invalid_argument, "forward: logits buffer too small");
+  const int64_t q_dim = hp.n_heads * hp.head_dim, kv_dim = hp.n_kv_heads * hp.head_dim;
+
+  // Validate every step before touching the cache, so a bad step fails alone and cleanly.
+  for (const auto& s : batch.seqs) {
+    const int64_t end = s.start_pos + static_cast<int64_t>(s.tokens.size());
+    if (s.start_pos < 0 || end > hp.context_length)
+      return make_error(errc::context_overflow, "forward: positions up to " + std::to_string(end) +
+                                                    " exceed the context length " + std::to_string(hp.context_length));
+    if (static_cast<int64_t>(s.block_table.size()) * kv.block_size() < end)
+      return make_error(errc::invalid_argument, "forward: block table does not cover the positions");
+    for (int32_t b : s.block_table)
+      if (b < 0 || b >= kv.n_blocks()) return make_error(errc::invalid_argument, "forward: block id out of range");
+    for (int32_t t : s.tokens)
+      if (t < 0 || t >= hp.n_vocab)
+        return make_error(errc::invalid_argument, "forward: token id " + std::to_string(t) + " outside the vocabulary");
+  }
+  ensure_scratch(n_tokens, n_logits);
+  cpu::thread_pool& pool = *pool_;
+
+  // Flatten: token i of the batch belongs to step seq_of[i] at position pos_of[i].
+  int64_t i = 0;
+  for (const auto& s : batch.seqs)
+    for (size_t j = 0; j < s.tokens.size(); ++j, ++i) cpu::get_row(tok_embd_, s.tokens[j], x_.data() + i * hp.dim);
+
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
+  for (int64_t l = 0; l < hp.n_layers; ++l) {
+    const layer& ly = layers_[static_cast<size_t>(l)];
+    const cpu::kv_layer_view kvl = kv.layer(l);
+
+    // Attention block.
+    cpu::rms_norm(pool, x_.data(), ly.attn_norm, n_tokens, hp.dim, hp.norm_eps, xn_.data());
+    cpu::matmul(pool, ly.wq, xn_.data(), n_tokens, q_.data());
+    cpu::matmul(pool, ly.wk, xn_.data(), n_tokens, k_.data());
+    cpu::matmul(pool, ly.wv, xn_.data(), n_tokens, v_.data());
+    if (ly.bq) {  // Qwen2's projection biases
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        for (int64_t e = 0; e < q_dim; ++e) q_[t * q_dim + e] += ly.bq[e];
+        for (int64_t e = 0; e < kv_dim; ++e) k_[t * kv_dim + e] += ly.bk[e];
+        for (int64_t e = 0; e < kv_dim; ++e) v_[t * kv_dim + e] += ly.bv[e];
+      }
+    }
+    i = 0;
+    for (const auto& s : batch.seqs) {
+      for (size_t j = 0; j < s.tokens.size(); ++j, ++i) {
+        const int64_t pos = s.start_pos + static_cast<int64_t>(j);
+        cpu::rope(q_.data() + i * q_dim, hp.n_heads, hp.head_dim, pos, inv_freq_.data(), hp.rope);
+        cpu::rope(k_.data() + i * kv_dim, hp.n_kv_heads, hp.head_dim, pos, inv_freq_.data(), hp.rope);
+        cpu::kv_write(kvl, s.block_table.data(), pos, k_.data() + i * kv_dim, v_.data() + i * kv_dim);
+        queries_[static_cast<size_t>(i)] =
+            cpu::attn_query{q_.data() + i * q_dim, attn_.data() + i * q_dim, s.block_table.data(),
+                            static_cast<int32_t>(pos + 1)};
+      }
+    }
+    cpu::paged_attention(pool, kvl, queries_.data(), n_tokens, static_cast<int>(hp.n_heads), scale);
+    cpu::matmul(pool, ly.wo, attn_.data(), n_tokens, tmp_.data());
+    cpu::add_inplace(pool, x_.data(), tmp_.data(), n_tokens * hp.dim);
+
+    // Feed-forward block (SwiGLU).
+    cpu::rms_norm(pool, x_.data(), ly.ffn_norm, n_tokens, hp.dim, hp.norm_eps, xn_.data());
+    cpu::matmul(pool, ly.w_gate, xn_.data(), n_tokens, gate_.data());
+    cpu::matmul(pool, ly.w_up, xn_.data(), n_tokens, up_.data());
+    cpu::silu_mul(pool, gate_.data(), up_.data(), n_tokens * hp.ffn_dim, gate_.data());
+    cpu::matmul(pool, ly.w_down, gate_.data(), n_tokens, tmp_.data());
+    cpu::add_inplace(pool, x_.data(), tmp_.data(), n_tokens * hp.dim);
+  }
+
+  // Logits only for the last token of each step that wants them.
+  i = 0;
+  int64_t o = 0;
+  for (const auto& s : batch.seqs) {
+    i += static_cast<int64_t>(s.tokens.size());
+    if (s.want_logits && !s.tokens.empty()) {
+      std::copy_n(x_.data() + (i - 1) * hp.dim, hp.dim, last_.data() + o * hp.dim);
+      ++o;
+    }
+  }
+  cpu::rms_norm(pool, last_.data(), output_norm_, n_logits, hp.dim, hp.norm_eps, last_.data());
+  cpu::matmul(pool, output_, last_.data(), n_logits, logits.data());
+  return {};
+}
+
+}  // namespace troupe

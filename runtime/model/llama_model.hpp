@@ -1,0 +1,67 @@
+#pragma once
+// The Llama-family forward pass (Llama 1/2/3, Mistral, Qwen2, SmolLM) over a paged KV cache.
+// One call runs a whole iteration batch; a sequence's results do not depend on its batch-mates
+// (the kernels compute every token's products in the same order whatever the batch holds).
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "kernels/cpu/ops.hpp"
+#include "kernels/cpu/thread_pool.hpp"
+#include "runtime/core/error.hpp"
+#include "runtime/kv/kv_pool.hpp"
+#include "runtime/model/forward_batch.hpp"
+#include "runtime/model/weights.hpp"
+
+namespace troupe {
+
+/// Options of the CPU model runner.
+struct model_options {
+  int threads = 0;  ///< worker threads for the kernels, the caller included; 0: all cores
+};
+
+class llama_model {
+ public:
+  /// Binds the weights (which stay memory-mapped) and checks what the forward pass needs.
+  static expected<std::unique_ptr<llama_model>> create(model_weights weights, const model_options& opts = {});
+
+  /// Runs the batch: writes K/V of every token into its sequence's blocks, and for each step with
+  /// want_logits the logits of its last token into logits (n_logits x n_vocab, in step order).
+  status forward(const forward_batch& batch, kv_pool& kv, std::span<float> logits);
+
+  const model_hparams& hparams() const noexcept { return w_.hp; }
+  const model_weights& weights() const noexcept { return w_; }
+  int threads() const noexcept { return pool_->size(); }
+  /// Bytes of weights read to produce one token (every matrix once, one embedding row).
+  size_t weight_bytes_per_token() const noexcept;
+
+ private:
+  struct layer {
+    const float* attn_norm = nullptr;
+    const float* ffn_norm = nullptr;
+    cpu::weight_ref wq, wk, wv, wo, w_gate, w_up, w_down;
+    const float* bq = nullptr;
+    const float* bk = nullptr;
+    const float* bv = nullptr;
+  };
+  struct scratch;
+
+  llama_model() = default;
+  void ensure_scratch(int64_t n_tokens, int64_t n_logits);
+
+  model_weights w_;
+  std::unique_ptr<cpu::thread_pool> pool_;
+  cpu::weight_ref tok_embd_, output_;
+  const float* output_norm_ = nullptr;
+  std::vector<layer> layers_;
+  std::vector<float> inv_freq_;
+  // Activations for the largest batch seen so far, reused across calls.
+  std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, tmp_, last_;
+  std::vector<cpu::attn_query> queries_;
+};
+
+/// theta_i = base^(-2i/head_dim), with Llama-3 frequency scaling applied when enabled.
+std::vector<float> rope_inv_freq(const model_hparams& hp);
+
+}  // namespace troupe

@@ -1,0 +1,39 @@
+#pragma once
+// Helpers shared by the CPU kernel tests: random data and weights of every dtype.
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/ops.hpp"
+#include "kernels/cpu/quant.hpp"
+
+namespace troupe::cpu::test {
+
+inline std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+/// A weight matrix of type t made from random floats; owns its bytes.
+struct test_weight {
+  std::vector<uint8_t> bytes;
+  weight_ref ref;
+
+  test_weight(dtype t, int64_t rows, int64_t cols, uint32_t seed) {
+    const size_t rb = row_bytes(t, cols);
+    bytes.resize(rb * static_cast<size_t>(rows));
+    const auto f = random_floats(static_cast<size_t>(rows * cols), seed);
+    for (int64_t r = 0; r < rows; ++r) quantize_row(t, f.data() + r * cols, bytes.data() + r * rb, cols);
+    ref = weight_ref{t, rows, cols, bytes.data()};
+  }
+};
+
+inline const dtype all_types[] = {dtype::f32, dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0};
+
+inline bool is_quantized(dtype t) { return t == dtype::q8_0 || t == dtype::q4_0; }
+
+}  // namespace troupe::cpu::test
