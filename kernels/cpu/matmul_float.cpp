@@ -121,10 +121,19 @@ inline void f_token_tiles(const typename L::elem* w, int64_t cols, const float* 
   }
 }
 
+/// Rows interleaved per decode call (see q_gemv_rows).
+constexpr int f_gemv_rows = 1;
+
 template <class L, int NR = f_tile_rows, int NT = f_tile_tokens>
 void f_rows(const weight_ref& wr, const float* x, int64_t n_tokens, int64_t r0, int64_t r1, float* y) {
   const auto* base = static_cast<const typename L::elem*>(wr.data);
   const int64_t cols = wr.cols;
+  if (n_tokens == 1) {  // decode: few row streams per thread, as the hardware prefetcher likes
+    int64_t r = r0;
+    for (; r + f_gemv_rows <= r1; r += f_gemv_rows) f_tile<L, f_gemv_rows, 1>(base + r * cols, cols, x, 0, wr.rows, r, y);
+    for (; r < r1; ++r) f_tile<L, 1, 1>(base + r * cols, cols, x, 0, wr.rows, r, y);
+    return;
+  }
   // Fewer tokens per chunk than the quantized path: f32 activations are 4x larger.
   constexpr int64_t chunk = token_chunk / 4;
   for (int64_t c0 = 0; c0 < n_tokens; c0 += chunk) {

@@ -143,6 +143,41 @@ inline void q_tile(const uint8_t* w, size_t row_stride, const q8_activations& x,
 
 #endif
 
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define TROUPE_Q_GEMV 1
+/// Rows per decode call: one. Interleaving several short rows (a row is a few KB) defeats the
+/// hardware prefetcher and halves throughput (measured: 9.6 vs 18.6 GB/s on one Zen 4 thread).
+inline constexpr int q_gemv_rows = 1;
+/// One token against NR rows: the decode path. Same arithmetic per (row, token) as q_tile (the
+/// same dpbusd, the same d_w * d_x product, the same FMA in block order), so a token's result is
+/// bit-identical whichever path computes it, but without the tile's scale staging, which costs more
+/// than it saves when there is only one token to share it with.
+template <class L, int NR>
+inline void q_gemv(const uint8_t* w, size_t row_stride, const q8_activations& x, int64_t t,
+                   int64_t rows, int64_t r0, float* y) {
+  const int64_t nb = x.nb;
+  const int8_t* xq = x.qs + t * nb * qk;
+  const float* xd = x.d + t * nb;
+  const int32_t* xc = x.corr + t * nb;
+  __m256 acc[NR];
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r) acc[r] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * qk));
+    const __m256i init = _mm256_zextsi128_si256(_mm_cvtsi32_si128(xc[b]));
+    const float dx = xd[b];
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) {
+      const uint8_t* blk = w + r * row_stride + b * L::bytes;
+      const __m256 dot = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(init, L::quants_u8(blk), xv));
+      acc[r] = _mm256_fmadd_ps(dot, _mm256_set1_ps(L::scale(blk) * dx), acc[r]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r) y[t * rows + r0 + r] = simd::hsum(acc[r]);
+}
+#endif
+
 /// Tokens [t0, t1) against NR rows starting at r0, in tiles of up to NT tokens.
 template <class L, int NR, int NT>
 inline void q_token_tiles(const uint8_t* w, size_t row_stride, const q8_activations& x, int64_t t0,
@@ -150,7 +185,13 @@ inline void q_token_tiles(const uint8_t* w, size_t row_stride, const q8_activati
   int64_t t = t0;
   for (; t + NT <= t1; t += NT) q_tile<L, NR, NT>(w, row_stride, x, t, rows, r0, y);
   switch (t1 - t) {
-    case 1: q_tile<L, NR, 1>(w, row_stride, x, t, rows, r0, y); break;
+    case 1:
+#if defined(TROUPE_Q_GEMV)
+      q_gemv<L, NR>(w, row_stride, x, t, rows, r0, y);
+#else
+      q_tile<L, NR, 1>(w, row_stride, x, t, rows, r0, y);
+#endif
+      break;
     case 2: if constexpr (NT > 2) q_tile<L, NR, 2>(w, row_stride, x, t, rows, r0, y); break;
     case 3: if constexpr (NT > 3) q_tile<L, NR, 3>(w, row_stride, x, t, rows, r0, y); break;
     case 4: if constexpr (NT > 4) q_tile<L, NR, 4>(w, row_stride, x, t, rows, r0, y); break;
@@ -168,6 +209,12 @@ inline void q_rows(const weight_ref& wr, const q8_activations& x, int64_t n_toke
   static_assert(NT <= 8, "q_token_tiles handles remainders up to 7");
   const size_t stride = row_bytes(wr.type, wr.cols);
   const auto* base = static_cast<const uint8_t*>(wr.data);
+#if defined(TROUPE_Q_GEMV)
+  if (n_tokens == 1) {  // decode: one sequential stream of rows per thread, as the prefetcher likes
+    for (int64_t r = r0; r < r1; ++r) q_gemv<L, q_gemv_rows>(base + r * stride, stride, x, 0, wr.rows, r, y);
+    return;
+  }
+#endif
   for (int64_t c0 = 0; c0 < n_tokens; c0 += token_chunk) {
     const int64_t c1 = std::min(n_tokens, c0 + token_chunk);
     int64_t r = r0;

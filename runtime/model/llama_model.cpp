@@ -118,6 +118,11 @@ expected<std::unique_ptr<llama_model>> llama_model::create(model_weights weights
     m->layers_.push_back(ly);
   }
   m->inv_freq_ = rope_inv_freq(hp);
+  if (hp.scaling.freq_factors) {  // Llama 3.1 GGUF: per-frequency divisors stored as a tensor
+    auto factors = vector_f32(m->w_, "rope_freqs.weight", hp.head_dim / 2);
+    TROUPE_TRY(factors);
+    for (size_t i = 0; i < m->inv_freq_.size(); ++i) m->inv_freq_[i] /= (*factors)[i];
+  }
   int threads = opts.threads > 0 ? opts.threads : static_cast<int>(std::thread::hardware_concurrency());
   m->pool_ = std::make_unique<cpu::thread_pool>(threads > 0 ? threads : 1);
   return m;

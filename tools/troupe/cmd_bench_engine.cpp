@@ -139,15 +139,16 @@ int run_bench(bench_args a) {
   j["batch_speedup"] = (static_cast<double>(B) * G / batch_s) / decode_tok_s;
   j["weight_bytes_per_token"] = bytes_per_token;
   j["decode_gb_s"] = static_cast<double>(bytes_per_token) * decode_tok_s / 1e9;
+  // Peak RSS of the engine itself (mapped weight pages included), before the bandwidth probe's buffer.
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  j["peak_rss_mb"] = static_cast<double>(ru.ru_maxrss) / 1024.0;
   if (a.bandwidth) {
     cpu::thread_pool pool(m.threads());
     const double bw = cpu::measure_read_bandwidth_gbs(pool);
     j["mem_read_bw_gb_s"] = bw;
     j["bandwidth_fraction"] = static_cast<double>(bytes_per_token) * decode_tok_s / 1e9 / bw;
   }
-  struct rusage ru {};
-  getrusage(RUSAGE_SELF, &ru);
-  j["peak_rss_mb"] = static_cast<double>(ru.ru_maxrss) / 1024.0;
   std::printf("%s\n", j.dump(2).c_str());
   return 0;
 }

@@ -175,3 +175,29 @@ TEST(ForwardErrors, BadStepsFailCleanlyWithoutTouchingOtherState) {
 
 }  // namespace
 }  // namespace troupe
+
+namespace troupe {
+namespace {
+
+TEST(RopeFrequencies, Llama3ScalingKeepsHighFrequenciesAndDividesLowOnes) {
+  model_hparams hp;
+  hp.head_dim = 128;
+  hp.rope_theta = 500000.0f;
+  const auto plain = rope_inv_freq(hp);
+  hp.scaling.llama3 = true;
+  hp.scaling.factor = 8.0f;
+  hp.scaling.low_freq_factor = 1.0f;
+  hp.scaling.high_freq_factor = 4.0f;
+  hp.scaling.original_context = 8192;
+  const auto scaled = rope_inv_freq(hp);
+  ASSERT_EQ(plain.size(), 64u);
+  EXPECT_FLOAT_EQ(scaled[0], plain[0]);             // wavelength 2*pi: far above the high band
+  EXPECT_FLOAT_EQ(scaled[63], plain[63] / 8.0f);    // longest wavelength: divided by the factor
+  for (size_t i = 0; i < plain.size(); ++i) {
+    EXPECT_LE(scaled[i], plain[i] * 1.000001f);
+    EXPECT_GE(scaled[i], plain[i] / 8.0f * 0.999999f);
+  }
+}
+
+}  // namespace
+}  // namespace troupe
