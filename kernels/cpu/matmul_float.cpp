@@ -15,12 +15,14 @@ constexpr int64_t lanes = 16;
 inline vec vzero() noexcept { return _mm512_setzero_ps(); }
 inline vec vload(const float* p) noexcept { return _mm512_loadu_ps(p); }
 inline vec vfma(vec a, vec b, vec c) noexcept { return _mm512_fmadd_ps(a, b, c); }
+inline vec vadd(vec a, vec b) noexcept { return _mm512_add_ps(a, b); }
 #elif defined(__AVX2__)
 using vec = __m256;
 constexpr int64_t lanes = 8;
 inline vec vzero() noexcept { return _mm256_setzero_ps(); }
 inline vec vload(const float* p) noexcept { return _mm256_loadu_ps(p); }
 inline vec vfma(vec a, vec b, vec c) noexcept { return _mm256_fmadd_ps(a, b, c); }
+inline vec vadd(vec a, vec b) noexcept { return _mm256_add_ps(a, b); }
 #endif
 
 struct f32_loader {
@@ -67,29 +69,39 @@ struct bf16_loader {
 #endif
 };
 
-// Columns past the last full vector are summed in a scalar accumulator that is added after the
-// vector sum; the same in every tile shape, so the order per (row, token) never changes.
+// Each (row, token) has f_accs accumulators, vector k of a row going to accumulator k % f_accs: one
+// FMA chain would cap a decode at one vector per FMA latency. A last partial group of vectors goes
+// to the first accumulators, columns past the last full vector to a scalar sum added at the end.
+// The order is the same in every tile shape, so the result per (row, token) never depends on the
+// batch.
 template <class L, int NR, int NT>
 inline void f_tile(const typename L::elem* w, int64_t cols, const float* x, int64_t t0,
                    int64_t rows, int64_t r0, float* y) {
   int64_t c = 0;
 #if defined(__AVX2__)
-  vec acc[NR][NT];
+  vec acc[f_accs][NR][NT];
 #pragma GCC unroll 8
-  for (int r = 0; r < NR; ++r)
+  for (int k = 0; k < f_accs; ++k)
 #pragma GCC unroll 8
-    for (int t = 0; t < NT; ++t) acc[r][t] = vzero();
-  for (; c + lanes <= cols; c += lanes) {
+    for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 8
+      for (int t = 0; t < NT; ++t) acc[k][r][t] = vzero();
+  auto step = [&](int k, int64_t col) __attribute__((always_inline)) {
     vec wv[NR];
 #pragma GCC unroll 8
-    for (int r = 0; r < NR; ++r) wv[r] = L::load(w + r * cols + c);
+    for (int r = 0; r < NR; ++r) wv[r] = L::load(w + r * cols + col);
 #pragma GCC unroll 8
     for (int t = 0; t < NT; ++t) {
-      const vec xv = vload(x + (t0 + t) * cols + c);
+      const vec xv = vload(x + (t0 + t) * cols + col);
 #pragma GCC unroll 8
-      for (int r = 0; r < NR; ++r) acc[r][t] = vfma(wv[r], xv, acc[r][t]);
+      for (int r = 0; r < NR; ++r) acc[k][r][t] = vfma(wv[r], xv, acc[k][r][t]);
     }
+  };
+  for (; c + f_accs * lanes <= cols; c += f_accs * lanes) {
+#pragma GCC unroll 8
+    for (int k = 0; k < f_accs; ++k) step(k, c + k * lanes);
   }
+  for (int k = 0; c + lanes <= cols; ++k, c += lanes) step(k, c);
 #endif
   const int64_t tail = c;
   for (int t = 0; t < NT; ++t) {
@@ -97,7 +109,9 @@ inline void f_tile(const typename L::elem* w, int64_t cols, const float* x, int6
       float s = 0.0f;
       for (int64_t k = tail; k < cols; ++k) s += L::scalar(w + r * cols + k) * x[(t0 + t) * cols + k];
 #if defined(__AVX2__)
-      s = simd::hsum(acc[r][t]) + s;
+      vec total = acc[0][r][t];
+      for (int k = 1; k < f_accs; ++k) total = vadd(total, acc[k][r][t]);
+      s = simd::hsum(total) + s;
 #endif
       y[(t0 + t) * rows + r0 + r] = s;
     }

@@ -39,10 +39,12 @@ void matmul_rows_float(const weight_ref& w, const float* x, int64_t n_tokens, in
 // (AVX-512) 6x4 for the float kernels and 4x6 for the integer ones; with 16 (AVX2) smaller tiles
 // that still fit. Only used inside the kernel library, which is compiled with one set of flags.
 #if defined(__AVX512F__)
-inline constexpr int f_tile_rows = 6, f_tile_tokens = 4;
+inline constexpr int f_accs = 2;  // accumulators per (row, token) in the float kernels
+inline constexpr int f_tile_rows = 6, f_tile_tokens = 2;
 inline constexpr int q_tile_rows = 4, q_tile_tokens = 6;
 #else
-inline constexpr int f_tile_rows = 3, f_tile_tokens = 4;
+inline constexpr int f_accs = 2;
+inline constexpr int f_tile_rows = 2, f_tile_tokens = 3;
 inline constexpr int q_tile_rows = 2, q_tile_tokens = 4;
 #endif
 
