@@ -28,11 +28,7 @@ struct q4_0_loader {
     }
   }
 #endif
-  static float scale(const uint8_t* blk) noexcept {
-    uint16_t d;
-    std::memcpy(&d, blk, 2);
-    return simd::half_to_float(d);
-  }
+  static float scale(const uint8_t* blk) noexcept { return block_scale(blk); }
 };
 
 }  // namespace

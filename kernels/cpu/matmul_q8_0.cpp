@@ -19,11 +19,7 @@ struct q8_0_loader {
 #else
   static void quants(const uint8_t* blk, int8_t out[qk]) noexcept { std::memcpy(out, blk + 2, qk); }
 #endif
-  static float scale(const uint8_t* blk) noexcept {
-    uint16_t d;
-    std::memcpy(&d, blk, 2);
-    return simd::half_to_float(d);
-  }
+  static float scale(const uint8_t* blk) noexcept { return block_scale(blk); }
 };
 
 }  // namespace

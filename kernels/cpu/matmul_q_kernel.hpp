@@ -18,11 +18,19 @@
 //   static float scale(const uint8_t* block);
 
 #include <algorithm>
+#include <cstring>
 
 #include "kernels/cpu/matmul_internal.hpp"
 #include "kernels/cpu/simd.hpp"
 
 namespace troupe::cpu::detail {
+
+/// The fp16 scale d that opens every Q8_0 and Q4_0 block, as float.
+inline float block_scale(const uint8_t* blk) noexcept {
+  uint16_t d;
+  std::memcpy(&d, blk, 2);
+  return simd::half_to_float(d);
+}
 
 #if defined(__AVX2__)
 
