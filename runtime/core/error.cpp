@@ -16,6 +16,7 @@ const char* to_string(errc code) noexcept {
     case errc::out_of_memory: return "out_of_memory";
     case errc::no_kv_blocks: return "no_kv_blocks";
     case errc::context_overflow: return "context_overflow";
+    case errc::unavailable: return "unavailable";
     case errc::internal: return "internal";
   }
   return "unknown";

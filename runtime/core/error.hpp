@@ -24,6 +24,7 @@ enum class errc : int {
   out_of_memory,           ///< an allocation failed
   no_kv_blocks,            ///< the KV block pool has no room for the request
   context_overflow,        ///< a sequence would grow past the model's context length
+  unavailable,             ///< the thing exists but cannot serve now (no healthy replica, not ready)
   internal,                ///< a bug: an invariant did not hold
 };
 

@@ -1,5 +1,6 @@
 #include "runtime/kv/kv_pool.hpp"
 
+#include <algorithm>
 #include <new>
 #include <string>
 
@@ -39,6 +40,24 @@ cpu::kv_layer_view kv_pool::layer(int64_t l) noexcept {
   const size_t per_layer = static_cast<size_t>(n_blocks_ * block_size_ * n_kv_heads_ * head_dim_);
   return cpu::kv_layer_view{k_.data() + l * per_layer, v_.data() + l * per_layer, block_size_,
                             static_cast<int>(n_kv_heads_), static_cast<int>(head_dim_)};
+}
+
+status kv_pool::copy_block(int32_t src, int32_t dst) {
+  if (src < 0 || src >= n_blocks_ || dst < 0 || dst >= n_blocks_)
+    return make_error(errc::invalid_argument, "kv pool: copy of block " + std::to_string(src) + " to " +
+                                                  std::to_string(dst) + " is outside the " +
+                                                  std::to_string(n_blocks_) + " blocks");
+  if (src == dst) return {};
+  const size_t per_block = static_cast<size_t>(block_size_ * n_kv_heads_ * head_dim_);
+  const size_t per_layer = static_cast<size_t>(n_blocks_) * per_block;
+  for (int64_t l = 0; l < n_layers_; ++l) {
+    const size_t base = static_cast<size_t>(l) * per_layer;
+    std::copy_n(k_.begin() + static_cast<std::ptrdiff_t>(base + src * per_block), per_block,
+                k_.begin() + static_cast<std::ptrdiff_t>(base + dst * per_block));
+    std::copy_n(v_.begin() + static_cast<std::ptrdiff_t>(base + src * per_block), per_block,
+                v_.begin() + static_cast<std::ptrdiff_t>(base + dst * per_block));
+  }
+  return {};
 }
 
 block_allocator::block_allocator(int64_t n_blocks) : n_total_(n_blocks) {

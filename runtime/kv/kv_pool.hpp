@@ -35,6 +35,9 @@ class kv_pool {
   size_t bytes() const noexcept { return k_.size() * sizeof(float) * 2; }
   /// Bytes one block takes across all layers (K and V).
   static size_t bytes_per_block(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int block_size);
+  /// Copies block src's keys and values into block dst, every layer (copy-on-write for a forked
+  /// sequence). invalid_argument if either id is outside [0, n_blocks).
+  status copy_block(int32_t src, int32_t dst);
 
  private:
   kv_pool() = default;

@@ -24,7 +24,7 @@ std::string lstrip(std::string s) {
 }
 
 TEST(CliGenerate, GreedyTextMatchesTheReferenceFromEveryFormat) {
-  for (const std::string model : {stories + "/stories260K.gguf", stories + "/stories260K.bin", stories + "/hf"}) {
+  for (const std::string& model : {stories + "/stories260K.gguf", stories + "/stories260K.bin", stories + "/hf"}) {
     for (const auto& c : golden().at("cases")) {
       std::string cmd = troupe_bin() + " generate --model " + sh_quote(model) + " --temperature 0 --max-tokens " +
                         std::to_string(c.at("max_tokens").get<int>()) + " --threads 2";
