@@ -1,5 +1,7 @@
 #include "actors/messages.hpp"
 
+#include "actors/router_actor.hpp"
+#include "actors/scheduler_actor.hpp"
 #include "actors/shard_actor.hpp"
 
 namespace troupe {
@@ -16,6 +18,13 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<step_result>("troupe::step_result");
   cfg.add_message_type<shard_info>("troupe::shard_info");
   cfg.add_message_type<shard_actor>("troupe::shard_actor");
+  cfg.add_message_type<serving_request>("troupe::serving_request");
+  cfg.add_message_type<usage_counts>("troupe::usage_counts");
+  cfg.add_message_type<token_event>("troupe::token_event");
+  cfg.add_message_type<kv_block_stats>("troupe::kv_block_stats");
+  cfg.add_message_type<scheduler_stats>("troupe::scheduler_stats");
+  cfg.add_message_type<scheduler_actor>("troupe::scheduler_actor");
+  cfg.add_message_type<router_actor>("troupe::router_actor");
 }
 
 }  // namespace troupe

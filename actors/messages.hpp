@@ -8,6 +8,9 @@
 //   troupe::sampling_params  troupe::token_logprob  troupe::sample_result  troupe::seq_plan
 //   troupe::block_copy       troupe::step_plan      troupe::seq_output     troupe::step_result
 //   troupe::shard_info       troupe::shard_actor (the typed handle)
+//   troupe::serving_request  troupe::token_event    troupe::usage_counts   troupe::kv_block_stats
+//   troupe::scheduler_stats  troupe::scheduler_actor troupe::router_actor (the typed handles)
+// finish_kind travels inside token_event as an int32 (its enumerator value; never renumber).
 // add_message_type<T>("N") also registers std::vector<T> as "std::vector<N>" and stream<T> as
 // "stream<N>".
 //
@@ -21,8 +24,11 @@
 #include <caf/error.hpp>
 #include <caf/meta/load_callback.hpp>
 #include <caf/meta/type_name.hpp>
+#include <caf/sec.hpp>
 
 #include "runtime/sampling/sampler.hpp"
+#include "runtime/serving/kv_block_manager.hpp"
+#include "runtime/serving/scheduler_policy.hpp"
 #include "runtime/serving/shard_runner.hpp"
 #include "runtime/serving/step_plan.hpp"
 
@@ -33,6 +39,14 @@ namespace troupe {
 /// Asks a shard for its shard_info.
 using info_atom = caf::atom_constant<caf::atom("info")>;
 constexpr info_atom info_atom_v{};
+
+/// Ends a request at once (scheduler, router).
+using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
+constexpr cancel_atom cancel_atom_v{};
+
+/// Asks a scheduler (or the router, for all of its schedulers) for its counters.
+using stats_atom = caf::atom_constant<caf::atom("stats")>;
+constexpr stats_atom stats_atom_v{};
 
 // ---- inspectors ----
 // CAF 0.17.6 inspects caf::optional but not std::optional: the seed travels as a presence flag and
@@ -91,6 +105,43 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, shard_info& x) {
   return f(caf::meta::type_name("troupe::shard_info"), x.n_vocab, x.n_layers, x.context_length, x.n_blocks,
            x.block_size);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, serving_request& x) {
+  return f(caf::meta::type_name("troupe::serving_request"), x.id, x.prompt, x.params, x.max_tokens, x.stop,
+           x.ignore_eos, x.priority);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, usage_counts& x) {
+  return f(caf::meta::type_name("troupe::usage_counts"), x.prompt_tokens, x.completion_tokens,
+           x.cached_prompt_tokens);
+}
+
+// finish_kind travels as its int32 value; a load callback turns it back into the enum.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, token_event& x) {
+  int32_t finish = static_cast<int32_t>(x.finish);
+  auto rebuild_finish = caf::meta::load_callback([&]() -> caf::error {
+    if (finish < static_cast<int32_t>(finish_kind::none) || finish > static_cast<int32_t>(finish_kind::error))
+      return caf::make_error(caf::sec::invalid_argument, "token_event: unknown finish_kind", finish);
+    x.finish = static_cast<finish_kind>(finish);
+    return caf::none;
+  });
+  return f(caf::meta::type_name("troupe::token_event"), x.id, x.token, x.token_is_stop, x.text, x.logprob, x.top,
+           finish, rebuild_finish, x.error, x.usage);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, kv_block_stats& x) {
+  return f(caf::meta::type_name("troupe::kv_block_stats"), x.blocks_total, x.blocks_used, x.blocks_free,
+           x.blocks_cached, x.evictions, x.prefix_query_tokens, x.prefix_hit_tokens);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, scheduler_stats& x) {
+  return f(caf::meta::type_name("troupe::scheduler_stats"), x.waiting, x.running, x.preemptions, x.steps, x.kv);
 }
 
 /// Adds every troupe message type to cfg under its stable name; call on every node before the

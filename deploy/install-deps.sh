@@ -24,8 +24,20 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 
+install_node_test_deps() {
+  # The API tests drive the server with the official OpenAI client from npm (skipped without it).
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/node"
+  if command -v npm >/dev/null 2>&1 && [ ! -d "$dir/node_modules/openai" ]; then
+    echo "install-deps: npm packages for the API client tests" >&2
+    (cd "$dir" && npm install --no-package-lock --no-audit --no-fund --silent) ||
+      echo "install-deps: npm install failed; the OpenAI client tests will be skipped" >&2
+  fi
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present" >&2
+  install_node_test_deps
   exit 0
 fi
 
@@ -35,4 +47,5 @@ sudo=""
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+install_node_test_deps
 echo "install-deps: done" >&2

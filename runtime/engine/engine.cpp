@@ -6,12 +6,12 @@
 
 namespace troupe {
 
-const char* to_string(finish_reason r) noexcept {
+const char* to_string(stop_reason r) noexcept {
   switch (r) {
-    case finish_reason::length: return "length";
-    case finish_reason::stop: return "stop";
-    case finish_reason::context: return "context";
-    case finish_reason::cancelled: return "cancelled";
+    case stop_reason::length: return "length";
+    case stop_reason::stop: return "stop";
+    case stop_reason::context: return "context";
+    case stop_reason::cancelled: return "cancelled";
   }
   return "unknown";
 }
@@ -79,7 +79,7 @@ expected<generation_result> engine::generate(std::span<const int32_t> prompt, co
   std::vector<float> logits;
   generation_result result;
   sampler smp(params, prompt);
-  auto finish = [&](finish_reason r) {
+  auto finish = [&](stop_reason r) {
     table.release(*blocks_);
     result.reason = r;
     return result;
@@ -93,11 +93,11 @@ expected<generation_result> engine::generate(std::span<const int32_t> prompt, co
   for (int n = 0; n < max_tokens; ++n) {
     sample_result s = smp.sample(logits);
     const bool is_stop = s.is_stop || std::find(stops.begin(), stops.end(), s.token) != stops.end();
-    if (is_stop) return finish(finish_reason::stop);
+    if (is_stop) return finish(stop_reason::stop);
     result.tokens.push_back(s.token);
-    if (on_token && !on_token(s)) return finish(finish_reason::cancelled);
+    if (on_token && !on_token(s)) return finish(stop_reason::cancelled);
     if (n + 1 == max_tokens) break;
-    if (pos + 1 > ctx) return finish(finish_reason::context);
+    if (pos + 1 > ctx) return finish(stop_reason::context);
     if (!table.reserve(*blocks_, pos + 1, kv_->block_size())) {
       table.release(*blocks_);
       return make_error(errc::no_kv_blocks, "generate: the KV cache is full");
@@ -111,7 +111,7 @@ expected<generation_result> engine::generate(std::span<const int32_t> prompt, co
     }
     ++pos;
   }
-  return finish(finish_reason::length);
+  return finish(stop_reason::length);
 }
 
 }  // namespace troupe

@@ -28,12 +28,12 @@ struct engine_options {
 };
 
 /// Why a generation ended.
-enum class finish_reason { length, stop, context, cancelled };
-const char* to_string(finish_reason r) noexcept;
+enum class stop_reason { length, stop, context, cancelled };
+const char* to_string(stop_reason r) noexcept;
 
 struct generation_result {
   std::vector<int32_t> tokens;     ///< generated ids (the stop token excluded)
-  finish_reason reason = finish_reason::length;
+  stop_reason reason = stop_reason::length;
 };
 
 class engine {
@@ -47,7 +47,7 @@ class engine {
   const engine_options& options() const noexcept { return opts_; }
 
   /// Generates up to max_tokens after the prompt ids for one sequence. on_token is called with each
-  /// token as soon as it is sampled; returning false stops (finish_reason::cancelled).
+  /// token as soon as it is sampled; returning false stops (stop_reason::cancelled).
   expected<generation_result> generate(std::span<const int32_t> prompt, const sampling_params& params,
                                        int max_tokens,
                                        const std::function<bool(const sample_result&)>& on_token = {});

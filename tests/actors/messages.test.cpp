@@ -7,6 +7,8 @@
 #include <caf/binary_serializer.hpp>
 
 #include "actors/messages.hpp"
+#include "actors/router_actor.hpp"
+#include "actors/scheduler_actor.hpp"
 #include "actors/shard_actor.hpp"
 
 namespace troupe {
@@ -81,6 +83,49 @@ void expect_same(const shard_info& a, const shard_info& b) {
   EXPECT_EQ(a.block_size, b.block_size);
 }
 
+void expect_same(const serving_request& a, const serving_request& b) {
+  EXPECT_EQ(a.id, b.id);
+  EXPECT_EQ(a.prompt, b.prompt);
+  expect_same(a.params, b.params);
+  EXPECT_EQ(a.max_tokens, b.max_tokens);
+  EXPECT_EQ(a.stop, b.stop);
+  EXPECT_EQ(a.ignore_eos, b.ignore_eos);
+  EXPECT_EQ(a.priority, b.priority);
+}
+void expect_same(const usage_counts& a, const usage_counts& b) {
+  EXPECT_EQ(a.prompt_tokens, b.prompt_tokens);
+  EXPECT_EQ(a.completion_tokens, b.completion_tokens);
+  EXPECT_EQ(a.cached_prompt_tokens, b.cached_prompt_tokens);
+}
+void expect_same(const token_event& a, const token_event& b) {
+  EXPECT_EQ(a.id, b.id);
+  EXPECT_EQ(a.token, b.token);
+  EXPECT_EQ(a.token_is_stop, b.token_is_stop);
+  EXPECT_EQ(a.text, b.text);
+  EXPECT_EQ(a.logprob, b.logprob);
+  ASSERT_EQ(a.top.size(), b.top.size());
+  for (size_t i = 0; i < a.top.size(); ++i) expect_same(a.top[i], b.top[i]);
+  EXPECT_EQ(a.finish, b.finish);
+  EXPECT_EQ(a.error, b.error);
+  expect_same(a.usage, b.usage);
+}
+void expect_same(const kv_block_stats& a, const kv_block_stats& b) {
+  EXPECT_EQ(a.blocks_total, b.blocks_total);
+  EXPECT_EQ(a.blocks_used, b.blocks_used);
+  EXPECT_EQ(a.blocks_free, b.blocks_free);
+  EXPECT_EQ(a.blocks_cached, b.blocks_cached);
+  EXPECT_EQ(a.evictions, b.evictions);
+  EXPECT_EQ(a.prefix_query_tokens, b.prefix_query_tokens);
+  EXPECT_EQ(a.prefix_hit_tokens, b.prefix_hit_tokens);
+}
+void expect_same(const scheduler_stats& a, const scheduler_stats& b) {
+  EXPECT_EQ(a.waiting, b.waiting);
+  EXPECT_EQ(a.running, b.running);
+  EXPECT_EQ(a.preemptions, b.preemptions);
+  EXPECT_EQ(a.steps, b.steps);
+  expect_same(a.kv, b.kv);
+}
+
 // Sample values: every field away from its default.
 sampling_params some_params() {
   sampling_params p;
@@ -119,6 +164,31 @@ step_plan some_plan() {
   p.released = {5, 6, 7};
   return p;
 }
+serving_request some_request() {
+  serving_request r;
+  r.id = 1ull << 50;
+  r.prompt = {1, 400, 401, 7};
+  r.params = some_params();
+  r.max_tokens = 99;
+  r.stop = {"\n\n", "The end"};
+  r.ignore_eos = true;
+  r.priority = -3;
+  return r;
+}
+token_event some_event(finish_kind finish) {
+  token_event ev;
+  ev.id = 77;
+  ev.token = 13;
+  ev.token_is_stop = true;
+  ev.text = "h\xc3\xa9llo";
+  ev.logprob = -0.75f;
+  ev.top = {{13, -0.75f}, {14, -1.5f}};
+  ev.finish = finish;
+  ev.error = finish == finish_kind::error ? "request 77: boom" : "";
+  ev.usage = usage_counts{12, 5, 8};
+  return ev;
+}
+scheduler_stats some_stats() { return scheduler_stats{3, 4, 5, 6, kv_block_stats{128, 20, 108, 7, 9, 300, 120}}; }
 step_result some_result() { return step_result{99, {{1, some_sample()}, {2, sample_result{}}}, "step: boom"}; }
 
 class Messages : public ::testing::Test {
@@ -161,6 +231,55 @@ TEST_F(Messages, EachTypeRoundTripsThroughTheBinarySerializer) {
   expect_same(round_trip(step_result{}), step_result{});
   const shard_info info{512, 5, 512, 128, 16};
   expect_same(round_trip(info), info);
+  expect_same(round_trip(some_request()), some_request());
+  expect_same(round_trip(serving_request{}), serving_request{});
+  for (finish_kind k : {finish_kind::none, finish_kind::stop, finish_kind::length, finish_kind::cancelled,
+                        finish_kind::error})
+    expect_same(round_trip(some_event(k)), some_event(k));
+  expect_same(round_trip(token_event{}), token_event{});
+  expect_same(round_trip(usage_counts{1, 2, 3}), usage_counts{1, 2, 3});
+  expect_same(round_trip(some_stats().kv), some_stats().kv);
+  expect_same(round_trip(some_stats()), some_stats());
+}
+
+TEST_F(Messages, AnUnknownFinishKindIsRefusedOnLoad) {
+  // A finish value from a newer peer (or a corrupt buffer) must not become an invalid enum.
+  std::vector<char> buf;
+  caf::binary_serializer sink{sys_, buf};
+  token_event ev = some_event(finish_kind::stop);
+  ASSERT_FALSE(sink(ev));
+  // The finish field follows id, token, token_is_stop, text, logprob and top: find it by value.
+  const int32_t stop_value = static_cast<int32_t>(finish_kind::stop);
+  std::vector<char> probe;
+  caf::binary_serializer probe_sink{sys_, probe};
+  token_event other = ev;
+  other.finish = finish_kind::length;
+  ASSERT_FALSE(probe_sink(other));
+  ASSERT_EQ(buf.size(), probe.size());
+  size_t diff = 0, n_diff = 0;
+  for (size_t i = 0; i < buf.size(); ++i)
+    if (buf[i] != probe[i]) diff = i, ++n_diff;
+  ASSERT_EQ(n_diff, 1u);
+  ASSERT_EQ(static_cast<int32_t>(static_cast<unsigned char>(buf[diff])), stop_value);
+  buf[diff] = 42;
+  token_event out;
+  caf::binary_deserializer source{sys_, buf};
+  EXPECT_TRUE(source(out));
+}
+
+TEST_F(Messages, ATokenEventRoundTripsInsideACafMessage) {
+  caf::message msg = caf::make_message(some_request(), some_event(finish_kind::length), some_stats());
+  std::vector<char> buf;
+  caf::binary_serializer sink{sys_, buf};
+  ASSERT_FALSE(sink(msg));
+  caf::message back;
+  caf::binary_deserializer source{sys_, buf};
+  auto err = source(back);
+  ASSERT_FALSE(err) << caf::to_string(err);
+  ASSERT_TRUE((back.match_elements<serving_request, token_event, scheduler_stats>()));
+  expect_same(back.get_as<serving_request>(0), some_request());
+  expect_same(back.get_as<token_event>(1), some_event(finish_kind::length));
+  expect_same(back.get_as<scheduler_stats>(2), some_stats());
 }
 
 TEST_F(Messages, AStepPlanRoundTripsInsideACafMessage) {
@@ -193,6 +312,14 @@ TEST_F(Messages, TypesAreRegisteredUnderTheirStableNames) {
   EXPECT_EQ(name(typeid(shard_info)), "troupe::shard_info");
   EXPECT_EQ(name(typeid(shard_actor)), "troupe::shard_actor");
   EXPECT_EQ(name(typeid(std::vector<seq_plan>)), "std::vector<troupe::seq_plan>");
+  EXPECT_EQ(name(typeid(serving_request)), "troupe::serving_request");
+  EXPECT_EQ(name(typeid(token_event)), "troupe::token_event");
+  EXPECT_EQ(name(typeid(usage_counts)), "troupe::usage_counts");
+  EXPECT_EQ(name(typeid(kv_block_stats)), "troupe::kv_block_stats");
+  EXPECT_EQ(name(typeid(scheduler_stats)), "troupe::scheduler_stats");
+  EXPECT_EQ(name(typeid(std::vector<scheduler_stats>)), "std::vector<troupe::scheduler_stats>");
+  EXPECT_EQ(name(typeid(scheduler_actor)), "troupe::scheduler_actor");
+  EXPECT_EQ(name(typeid(router_actor)), "troupe::router_actor");
 }
 
 TEST_F(Messages, AStepPlanPrintsForLogs) {

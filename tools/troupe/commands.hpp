@@ -13,5 +13,6 @@ void add_tokenize(CLI::App& app);
 void add_inspect(CLI::App& app);
 void add_make_model(CLI::App& app);
 void add_bench_engine(CLI::App& app);
+void add_serve(CLI::App& app);
 
 }  // namespace troupe::cli

@@ -47,7 +47,7 @@ TEST_P(GoldenGeneration, GreedyIdsMatchTheReference) {
     auto r = (*eng)->generate(prompt, greedy, c.max_tokens);
     ASSERT_TRUE(r) << r.error().what();
     EXPECT_EQ(r->tokens, c.ids) << "case " << c.id << " from " << GetParam();
-    EXPECT_EQ(r->reason, finish_reason::length) << c.id;
+    EXPECT_EQ(r->reason, stop_reason::length) << c.id;
     EXPECT_EQ((*eng)->blocks().n_free(), (*eng)->blocks().n_total()) << "blocks leaked after " << c.id;
   }
 }

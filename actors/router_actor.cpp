@@ -1,0 +1,262 @@
+#include "actors/router_actor.hpp"
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <unordered_map>
+#include <utility>
+
+#include <caf/system_messages.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <caf/typed_response_promise.hpp>
+
+#include "runtime/core/log.hpp"
+#include "runtime/serving/router_policy.hpp"
+
+namespace troupe {
+
+// How the router learns that a request ended (for its in-flight load): it puts a small relay actor
+// between the scheduler and the subscriber, one per request. The scheduler sends its token events
+// to the relay, which passes them on in order and quits after the finishing one. The router
+// monitors its relays, so a relay's end is the request's end: no new message type, no change to
+// the scheduler, and the router itself stays out of the token path (its mailbox sees two messages
+// per request, not one per token).
+//
+// The relay also carries the failure cases, each through a monitor:
+// - the subscriber goes away: the relay quits; the scheduler, which monitors its subscriber (the
+//   relay), cancels the request and frees its blocks; the router counts the request finished.
+// - the scheduler goes away with the request still open: if no event reached the subscriber yet,
+//   the relay quits with `retry_reason` and the router sends the request to another healthy
+//   replica of the model; otherwise the subscriber gets an error event. (A scheduler that loses
+//   its shard sends error events itself before going down, so those requests end with that error.)
+// - the router goes away: the relay quits, so the request is cancelled.
+//
+// One consequence: the subscriber sees a request's finishing event slightly before the router
+// learns of its end (the relay's down message). Request ids must be unique; the router refuses
+// an id it still holds in flight with an error event.
+
+namespace {
+
+/// How long the router waits for one scheduler's stats.
+constexpr auto stats_timeout = std::chrono::seconds(10);
+
+/// The exit reason of a relay whose scheduler went down before any event: send it elsewhere.
+caf::error retry_reason() { return caf::make_error(caf::sec::request_receiver_down); }
+
+token_event error_event(request_id id, const std::string& why) {
+  token_event ev;
+  ev.id = id;
+  ev.finish = finish_kind::error;
+  ev.error = why;
+  return ev;
+}
+
+struct relay_state {
+  // Declared so that the state is no aggregate: CAF 0.17 builds the state as State(self) when
+  // that compiles, and C++20 aggregate paren-init would turn the actor pointer into `true`.
+  relay_state() = default;
+  bool forwarded = false;  ///< an event reached the subscriber
+  static inline const char* name = "troupe.relay";
+};
+
+caf::behavior event_relay(caf::stateful_actor<relay_state>* self, request_id id, caf::actor subscriber,
+                          scheduler_actor scheduler, caf::actor_addr router) {
+  self->monitor(subscriber);
+  self->monitor(scheduler);
+  self->monitor(router);
+  self->set_down_handler([=](caf::down_msg& dm) {
+    if (dm.source != scheduler.address()) {  // the subscriber or the router is gone: cancel
+      self->quit();
+      return;
+    }
+    if (!self->state.forwarded) {
+      self->quit(retry_reason());
+      return;
+    }
+    self->send(subscriber, error_event(id, "request " + std::to_string(id) + ": its replica went down (" +
+                                               self->system().render(dm.reason) + ")"));
+    self->quit();
+  });
+  return {
+      [=](token_event& ev) {
+        self->state.forwarded = true;
+        const bool last = ev.finish != finish_kind::none;
+        self->send(subscriber, std::move(ev));
+        if (last) self->quit();
+      },
+  };
+}
+
+class router_impl : public router_actor::base {
+ public:
+  router_impl(caf::actor_config& cfg, std::vector<replica_entry> replicas)
+      : router_actor::base(cfg), replicas_(std::move(replicas)) {}
+
+  behavior_type make_behavior() override {
+    for (const auto& r : replicas_) {
+      if (!r.scheduler) {
+        spdlog::error("router: replica {} of {} has no scheduler; skipped", r.id, r.model);
+        continue;
+      }
+      if (auto st = policy_.add_replica(r.model, r.id); !st) {
+        spdlog::error("router: {}", st.error().what());
+        continue;
+      }
+      by_id_.emplace(r.id, r.scheduler);
+      by_addr_.emplace(r.scheduler.address(), r.id);
+      monitor(r.scheduler);
+    }
+    set_down_handler([this](caf::down_msg& dm) { on_down(dm); });
+    return {
+        [this](std::string& model, serving_request& r, caf::actor& subscriber) {
+          on_route(std::move(model), std::move(r), std::move(subscriber));
+        },
+        [this](cancel_atom, request_id id) { on_cancel(id); },
+        [this](stats_atom) -> caf::result<std::vector<scheduler_stats>> { return gather_stats(); },
+    };
+  }
+
+ private:
+  /// A request between route and its end.
+  struct routed {
+    std::string model;
+    serving_request request;          ///< kept for a retry on another replica
+    caf::actor subscriber;
+    std::string replica;              ///< the replica holding it now
+    caf::actor relay;                 ///< the current relay (held: its scheduler may drop the request)
+    std::vector<std::string> tried;   ///< replicas that went down under it
+    bool cancelled = false;
+  };
+
+  /// The prefix key of a prompt (for a strategy that keeps shared prefixes on one replica): the
+  /// bytes of its first tokens.
+  static std::string prefix_key(const serving_request& r) {
+    const size_t n = std::min<size_t>(r.prompt.size(), 64);
+    return std::string(reinterpret_cast<const char*>(r.prompt.data()), n * sizeof(int32_t));
+  }
+
+  void on_route(std::string model, serving_request r, caf::actor subscriber) {
+    const request_id id = r.id;
+    if (requests_.count(id)) {
+      caf::anon_send(subscriber, error_event(id, "request " + std::to_string(id) + ": a request with this id is in flight"));
+      return;
+    }
+    auto picked = policy_.pick(model, prefix_key(r));
+    if (!picked) {
+      caf::anon_send(subscriber, error_event(id, "request " + std::to_string(id) + ": " + picked.error().what()));
+      return;
+    }
+    auto& entry = requests_[id];
+    entry.model = std::move(model);
+    entry.request = std::move(r);
+    entry.subscriber = std::move(subscriber);
+    dispatch(id, entry, std::move(*picked));
+  }
+
+  void dispatch(request_id id, routed& entry, std::string replica) {
+    const scheduler_actor& scheduler = by_id_.at(replica);
+    auto relay = spawn(event_relay, id, entry.subscriber, scheduler, address());
+    monitor(relay);
+    relays_[relay.address()] = id;
+    entry.relay = relay;
+    entry.replica = std::move(replica);
+    policy_.on_start(entry.replica);
+    send(scheduler, entry.request, std::move(relay));
+  }
+
+  void on_cancel(request_id id) {
+    auto it = requests_.find(id);
+    if (it == requests_.end()) return;
+    it->second.cancelled = true;
+    send(by_id_.at(it->second.replica), cancel_atom_v, id);
+  }
+
+  void on_down(caf::down_msg& dm) {
+    if (auto r = relays_.find(dm.source); r != relays_.end()) {
+      const request_id id = r->second;
+      relays_.erase(r);
+      on_relay_down(id, dm.reason);
+      return;
+    }
+    if (auto s = by_addr_.find(dm.source); s != by_addr_.end()) {
+      spdlog::error("router: replica {} went down ({}); no more requests go to it", s->second,
+                    system().render(dm.reason));
+      policy_.on_failure(s->second);
+    }
+  }
+
+  void on_relay_down(request_id id, const caf::error& reason) {
+    auto it = requests_.find(id);
+    if (it == requests_.end()) return;
+    routed& entry = it->second;
+    policy_.on_finish(entry.replica);
+    if (reason == caf::sec::request_receiver_down) {  // its replica went down before any event
+      if (entry.cancelled) {
+        token_event ev;
+        ev.id = id;
+        ev.finish = finish_kind::cancelled;
+        ev.usage.prompt_tokens = static_cast<int64_t>(entry.request.prompt.size());
+        caf::anon_send(entry.subscriber, std::move(ev));
+      } else {
+        entry.tried.push_back(entry.replica);
+        auto picked = policy_.pick_excluding(entry.model, prefix_key(entry.request), entry.tried);
+        if (picked) {
+          spdlog::warn("router: request {} moves from replica {} (down) to {}", id, entry.replica, *picked);
+          dispatch(id, entry, std::move(*picked));
+          return;
+        }
+        caf::anon_send(entry.subscriber, error_event(id, "request " + std::to_string(id) + ": replica " + entry.replica +
+                                                   " went down and " + picked.error().what()));
+      }
+    }
+    requests_.erase(it);
+  }
+
+  /// Every replica's stats in the order the replicas were given; a replica that does not answer
+  /// (down, unreachable) gives a default (all-zero) entry.
+  caf::result<std::vector<scheduler_stats>> gather_stats() {
+    struct gathering {
+      std::vector<scheduler_stats> stats;
+      size_t missing = 0;
+      caf::typed_response_promise<std::vector<scheduler_stats>> promise;
+    };
+    auto g = std::make_shared<gathering>();
+    g->stats.resize(replicas_.size());
+    for (const auto& r : replicas_)
+      if (r.scheduler) ++g->missing;
+    if (g->missing == 0) return std::move(g->stats);
+    g->promise = make_response_promise<std::vector<scheduler_stats>>();
+    for (size_t i = 0; i < replicas_.size(); ++i) {
+      if (!replicas_[i].scheduler) continue;
+      auto done = [g] {
+        if (--g->missing == 0) g->promise.deliver(std::move(g->stats));
+      };
+      request(replicas_[i].scheduler, stats_timeout, stats_atom_v)
+          .then(
+              [g, i, done](scheduler_stats& st) {
+                g->stats[i] = std::move(st);
+                done();
+              },
+              [done](caf::error&) { done(); });
+    }
+    return g->promise;
+  }
+
+  std::vector<replica_entry> replicas_;
+  router_policy policy_;
+  std::unordered_map<std::string, scheduler_actor> by_id_;   ///< replica id -> scheduler
+  std::map<caf::actor_addr, std::string> by_addr_;           ///< scheduler -> replica id
+  std::unordered_map<request_id, routed> requests_;          ///< in flight
+  std::map<caf::actor_addr, request_id> relays_;             ///< live relays
+};
+
+}  // namespace
+
+router_actor spawn_router(caf::actor_system& sys, std::vector<replica_entry> replicas) {
+  return sys.spawn<router_impl>(std::move(replicas));
+}
+
+}  // namespace troupe

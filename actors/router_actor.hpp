@@ -1,0 +1,36 @@
+#pragma once
+// The router actor: model name -> the schedulers of its replicas. It picks a replica with a
+// router_policy (least-loaded healthy replica for now), forwards the request, remembers which
+// replica holds it (for cancel), counts in-flight load, and marks a replica unhealthy when its
+// scheduler goes down (monitoring), retrying a request that had no token yet on another replica.
+
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include "actors/messages.hpp"
+#include "actors/scheduler_actor.hpp"
+
+namespace troupe {
+
+/// One replica of a model, as the router knows it.
+struct replica_entry {
+  std::string model;
+  std::string id;            ///< unique replica name, e.g. "stories260K/0"
+  scheduler_actor scheduler;
+};
+
+/// route: (model, request, subscriber). An unknown model or no healthy replica answers the
+/// subscriber at once with a token_event whose finish is error and whose error names the problem
+/// (the gateway checks model names first, so this is the race-only path).
+using router_actor = caf::typed_actor<caf::reacts_to<std::string, serving_request, caf::actor>,
+                                      caf::reacts_to<cancel_atom, request_id>,
+                                      caf::replies_to<stats_atom>::with<std::vector<scheduler_stats>>>;
+
+router_actor spawn_router(caf::actor_system& sys, std::vector<replica_entry> replicas);
+
+}  // namespace troupe
