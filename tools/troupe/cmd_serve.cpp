@@ -65,6 +65,13 @@ std::pair<std::string, std::string> split_model_arg(const std::string& arg) {
 }
 
 #if defined(TROUPE_HAVE_ACTORS)
+/// CAF scheduler threads: $TROUPE_CAF_THREADS, else 1. The actors only route small messages; the
+/// cores belong to the shards' kernel threads, and an idle polling thread would take one from them.
+size_t caf_threads() {
+  if (const char* env = std::getenv("TROUPE_CAF_THREADS"); env && std::atoi(env) > 0) return static_cast<size_t>(std::atoi(env));
+  return 1;
+}
+
 expected<std::shared_ptr<const tokenizer>> load_model_tokenizer(const std::string& path) {
   if (fs::path(path).extension() == ".gguf") {
     auto g = format::gguf_file::open(path);
@@ -99,6 +106,14 @@ int run_serve(const serve_args& a) {
 
   caf::actor_system_config cfg;
   register_message_types(cfg);
+  // CAF 0.17's idle scheduler threads poll for work, sleeping up to 10 ms between polls once idle for
+  // a while; every hop of a decode step (scheduler -> shard -> scheduler -> request) could wait that
+  // long. Sleep at most 100 us instead: a request's tokens then flow at the engine's pace, for a
+  // negligible amount of idle polling.
+  cfg.set("scheduler.max-threads", caf_threads());
+  cfg.set("work-stealing.aggressive-poll-attempts", size_t{1});
+  cfg.set("work-stealing.moderate-sleep-duration", caf::timespan{std::chrono::microseconds(50)});
+  cfg.set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::microseconds(100)});
   caf::actor_system sys{cfg};
 
   std::vector<replica_entry> replicas;
