@@ -6,8 +6,10 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "runtime/config/serve_config.hpp"
 #include "runtime/core/log.hpp"
 #include "runtime/format/gguf.hpp"
 #include "runtime/model/weights.hpp"
@@ -31,13 +33,11 @@ namespace fs = std::filesystem;
 
 struct serve_args {
   std::vector<std::string> models;  ///< PATH or NAME=PATH
+  std::string config;               ///< YAML file (deploy/troupe.yaml shows every key)
   std::string host = "127.0.0.1";
-  uint16_t port = 8000;
-  int threads = 0;
-  size_t kv_mb = 256;
-  int64_t max_num_seqs = 64;
-  int64_t max_batched_tokens = 512;
-  int http_threads = 2;
+  int port = 8000;
+  bool host_given = false, port_given = false;
+  model_config model_defaults;      ///< settings of the --model entries
 };
 
 /// The model served when none is given: $TROUPE_MODEL, else the local model cache, else the
@@ -72,7 +72,14 @@ size_t caf_threads() {
   return 1;
 }
 
-expected<std::shared_ptr<const tokenizer>> load_model_tokenizer(const std::string& path) {
+expected<std::shared_ptr<const tokenizer>> load_model_tokenizer(const std::string& path, const std::string& tokenizer_path) {
+  if (!tokenizer_path.empty()) {
+    auto w = load_model_weights(path);
+    TROUPE_TRY(w);
+    auto t = load_tokenizer(tokenizer_path, static_cast<int32_t>(w->hp.n_vocab));
+    TROUPE_TRY(t);
+    return std::shared_ptr<const tokenizer>(std::move(*t));
+  }
   if (fs::path(path).extension() == ".gguf") {
     auto g = format::gguf_file::open(path);
     TROUPE_TRY(g);
@@ -87,16 +94,39 @@ expected<std::shared_ptr<const tokenizer>> load_model_tokenizer(const std::strin
   return std::shared_ptr<const tokenizer>(std::move(*t));
 }
 
-int run_serve(const serve_args& a) {
+/// The models and server settings: the config file's, then the --model entries.
+expected<serve_config> resolve_config(const serve_args& a) {
+  serve_config cfg;
+  if (!a.config.empty()) {
+    auto loaded = load_serve_config(a.config);
+    TROUPE_TRY(loaded);
+    cfg = std::move(*loaded);
+  }
+  if (a.host_given || a.config.empty()) cfg.server.host = a.host;
+  if (a.port_given || a.config.empty()) cfg.server.port = a.port;
   std::vector<std::string> model_args = a.models;
-  if (model_args.empty()) {
+  if (model_args.empty() && cfg.models.empty()) {
     auto d = default_model();
-    if (!d) {
-      std::fprintf(stderr, "troupe serve: %s\n", d.error().what().c_str());
-      return 1;
-    }
+    TROUPE_TRY(d);
     model_args.push_back(*d);
   }
+  for (const auto& arg : model_args) {
+    model_config m = a.model_defaults;
+    std::tie(m.name, m.path) = split_model_arg(arg);
+    for (const auto& other : cfg.models)
+      if (other.name == m.name) return make_error(errc::invalid_argument, "model name '" + m.name + "' is given twice");
+    cfg.models.push_back(std::move(m));
+  }
+  return cfg;
+}
+
+int run_serve(const serve_args& a) {
+  auto resolved = resolve_config(a);
+  if (!resolved) {
+    std::fprintf(stderr, "troupe serve: %s\n", resolved.error().what().c_str());
+    return 1;
+  }
+  const serve_config& config = *resolved;
   // SIGTERM and SIGINT are waited for below; block them before any thread starts.
   sigset_t signals;
   sigemptyset(&signals);
@@ -119,55 +149,51 @@ int run_serve(const serve_args& a) {
   std::vector<replica_entry> replicas;
   std::vector<served_model> served;
   std::vector<caf::actor> to_stop;
-  for (const auto& arg : model_args) {
-    const auto [name, path] = split_model_arg(arg);
+  auto fail = [&](const std::string& what) {
+    std::fprintf(stderr, "troupe serve: %s\n", what.c_str());
+    for (auto it = to_stop.rbegin(); it != to_stop.rend(); ++it) caf::anon_send_exit(*it, caf::exit_reason::user_shutdown);
+    return 1;
+  };
+  for (const model_config& mc : config.models) {
     engine_options eo;
-    eo.model_path = path;
-    eo.model.threads = a.threads;
-    eo.kv.max_bytes = a.kv_mb << 20;
-    eo.kv_full_contexts = a.max_num_seqs;  // room for many sequences, within the byte budget
-    auto tok = load_model_tokenizer(path);
-    if (!tok) {
-      std::fprintf(stderr, "troupe serve: model '%s': %s\n", name.c_str(), tok.error().what().c_str());
-      return 1;
+    eo.model_path = mc.path;
+    eo.tokenizer_path = mc.tokenizer;
+    eo.model.threads = mc.threads;
+    eo.kv.max_bytes = static_cast<size_t>(mc.kv_cache_mb) << 20;
+    eo.kv.n_blocks = mc.kv_blocks;
+    eo.kv_full_contexts = mc.max_num_seqs;  // room for many sequences, within the byte budget
+    auto tok = load_model_tokenizer(mc.path, mc.tokenizer);
+    if (!tok) return fail("model '" + mc.name + "': " + tok.error().what());
+    auto weights = load_model_weights(mc.path);
+    if (!weights) return fail("model '" + mc.name + "': " + weights.error().what());
+    for (int r = 0; r < mc.replicas; ++r) {
+      auto shard = spawn_shard(sys, eo);
+      if (!shard) return fail("model '" + mc.name + "': " + shard.error().what());
+      to_stop.push_back(caf::actor_cast<caf::actor>(*shard));  // stopped in reverse order
+      scheduler_options so;
+      so.policy.max_num_seqs = mc.max_num_seqs;
+      so.policy.max_num_batched_tokens = mc.max_num_batched_tokens;
+      so.enable_prefix_caching = mc.enable_prefix_caching;
+      auto sched = spawn_scheduler(sys, *shard, *tok, so);
+      if (!sched) return fail("model '" + mc.name + "': " + sched.error().what());
+      to_stop.push_back(caf::actor_cast<caf::actor>(*sched));
+      replicas.push_back(replica_entry{mc.name, mc.name + "/" + std::to_string(r), *sched});
     }
-    auto shard = spawn_shard(sys, eo);
-    if (!shard) {
-      std::fprintf(stderr, "troupe serve: model '%s': %s\n", name.c_str(), shard.error().what().c_str());
-      return 1;
-    }
-    scheduler_options so;
-    so.policy.max_num_seqs = a.max_num_seqs;
-    so.policy.max_num_batched_tokens = a.max_batched_tokens;
-    auto sched = spawn_scheduler(sys, *shard, *tok, so);
-    if (!sched) {
-      std::fprintf(stderr, "troupe serve: model '%s': %s\n", name.c_str(), sched.error().what().c_str());
-      return 1;
-    }
-    to_stop.push_back(caf::actor_cast<caf::actor>(*shard));  // stopped in reverse order
-    to_stop.push_back(caf::actor_cast<caf::actor>(*sched));
-    auto weights = load_model_weights(path);
-    const int64_t ctx = weights ? weights->hp.context_length : 0;
-    replicas.push_back(replica_entry{name, name + "/0", *sched});
-    served.push_back(served_model{name, *tok, ctx});
-    spdlog::info("serve: model '{}' from {}", name, path);
+    served.push_back(served_model{mc.name, *tok, weights->hp.context_length});
+    spdlog::info("serve: model '{}' from {} ({} replica{})", mc.name, mc.path, mc.replicas, mc.replicas == 1 ? "" : "s");
   }
   auto router = spawn_router(sys, replicas);
   to_stop.push_back(caf::actor_cast<caf::actor>(router));
   gateway_options go;
-  go.http.host = a.host;
-  go.http.port = a.port;
-  go.http.threads = a.http_threads;
+  go.http.host = config.server.host;
+  go.http.port = static_cast<uint16_t>(config.server.port);
+  go.http.threads = config.server.http_threads;
   auto gw = gateway::start(sys, router, served, go);
-  if (!gw) {
-    std::fprintf(stderr, "troupe serve: %s\n", gw.error().what().c_str());
-    for (auto it = to_stop.rbegin(); it != to_stop.rend(); ++it) caf::anon_send_exit(*it, caf::exit_reason::user_shutdown);
-    return 1;
-  }
+  if (!gw) return fail(gw.error().what());
   (*gw)->set_ready(true);
   std::string names;
   for (const auto& s : served) names += (names.empty() ? "" : ", ") + s.name;
-  std::fprintf(stderr, "troupe serve: listening on http://%s:%u (models: %s)\n", a.host.c_str(), (*gw)->port(), names.c_str());
+  std::fprintf(stderr, "troupe serve: listening on http://%s:%u (models: %s)\n", config.server.host.c_str(), (*gw)->port(), names.c_str());
   std::fflush(stderr);
 
   int sig = 0;
@@ -194,13 +220,20 @@ void add_serve(CLI::App& app) {
   auto args = std::make_shared<serve_args>();
   CLI::App* cmd = app.add_subcommand("serve", "serve models over the OpenAI-compatible HTTP API");
   cmd->add_option("--model,-m", args->models, "model to serve: PATH or NAME=PATH (repeat for several; default: $TROUPE_MODEL or stories260K)");
-  cmd->add_option("--host", args->host, "address to bind")->capture_default_str();
-  cmd->add_option("--port", args->port, "port (0: any free port, printed on stderr)")->capture_default_str();
-  cmd->add_option("--threads,-t", args->threads, "CPU threads per model (default: all cores)");
-  cmd->add_option("--kv-mb", args->kv_mb, "KV cache budget per model in MiB")->capture_default_str();
-  cmd->add_option("--max-num-seqs", args->max_num_seqs, "sequences in a batch at most")->capture_default_str();
-  cmd->add_option("--max-num-batched-tokens", args->max_batched_tokens, "tokens per scheduler step at most")->capture_default_str();
-  cmd->callback([args] { exit_code() = run_serve(*args); });
+  cmd->add_option("--config,-c", args->config, "YAML config: server settings and models (see deploy/troupe.yaml)");
+  cmd->add_option("--host", args->host, "address to bind (overrides the config)")->capture_default_str();
+  cmd->add_option("--port", args->port, "port, 0: any free port, printed on stderr (overrides the config)")->capture_default_str()->check(CLI::Range(0, 65535));
+  model_config& d = args->model_defaults;
+  cmd->add_option("--threads,-t", d.threads, "CPU threads per replica of a --model (default: all cores)");
+  cmd->add_option("--replicas", d.replicas, "replicas of each --model")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--kv-mb", d.kv_cache_mb, "KV cache budget per replica in MiB")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--max-num-seqs", d.max_num_seqs, "sequences in a batch at most")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--max-num-batched-tokens", d.max_num_batched_tokens, "tokens per scheduler step at most")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->callback([args, cmd] {
+    args->host_given = cmd->count("--host") > 0;
+    args->port_given = cmd->count("--port") > 0;
+    exit_code() = run_serve(*args);
+  });
 }
 
 }  // namespace troupe::cli

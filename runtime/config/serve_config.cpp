@@ -1,0 +1,143 @@
+#include "runtime/config/serve_config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace troupe {
+namespace {
+
+namespace fs = std::filesystem;
+
+unexpected config_error(const std::string& origin, const std::string& key, const std::string& problem) {
+  return make_error(errc::invalid_argument, origin + ": " + key + ": " + problem);
+}
+
+/// Refuses keys the section does not know, so a typo is an error instead of a silent default.
+status check_keys(const YAML::Node& node, const std::set<std::string>& known, const std::string& origin,
+                  const std::string& where) {
+  for (const auto& kv : node) {
+    const std::string key = kv.first.as<std::string>();
+    if (!known.count(key)) {
+      std::string list;
+      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+      return config_error(origin, where + key, "unknown key (known: " + list + ")");
+    }
+  }
+  return {};
+}
+
+template <class T>
+status read(const YAML::Node& node, const char* key, T& out, const std::string& origin, const std::string& where) {
+  const YAML::Node v = node[key];
+  if (!v) return {};
+  try {
+    out = v.as<T>();
+  } catch (const YAML::Exception&) {
+    const char* want = std::is_same_v<T, bool> ? "true or false" : std::is_integral_v<T> ? "an integer" : "a string";
+    return config_error(origin, where + key, std::string("must be ") + want);
+  }
+  return {};
+}
+
+/// ${VAR} -> the environment variable's value ("" if unset).
+std::string expand_env(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '$' && i + 1 < s.size() && s[i + 1] == '{') {
+      const size_t end = s.find('}', i + 2);
+      if (end != std::string::npos) {
+        const char* v = std::getenv(s.substr(i + 2, end - i - 2).c_str());
+        out += v ? v : "";
+        i = end;
+        continue;
+      }
+    }
+    out += s[i];
+  }
+  return out;
+}
+
+status positive(int64_t v, bool allow_zero, const std::string& origin, const std::string& key) {
+  if (v < 0 || (!allow_zero && v == 0))
+    return config_error(origin, key, "must be " + std::string(allow_zero ? ">= 0" : "> 0") + ", got " + std::to_string(v));
+  return {};
+}
+
+}  // namespace
+
+expected<serve_config> parse_serve_config(const std::string& yaml_text, const std::string& origin,
+                                          const fs::path& base_dir) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::ParserException& e) {
+    return make_error(errc::bad_format, origin + ": not valid YAML: " + e.what());
+  }
+  serve_config cfg;
+  if (!root || root.IsNull()) return config_error(origin, "models", "the file is empty; list at least one model");
+  if (!root.IsMap()) return config_error(origin, "(top level)", "must be a mapping with `server` and `models`");
+  TROUPE_TRY(check_keys(root, {"server", "models"}, origin, ""));
+  if (const YAML::Node s = root["server"]) {
+    if (!s.IsMap()) return config_error(origin, "server", "must be a mapping");
+    TROUPE_TRY(check_keys(s, {"host", "port", "http_threads"}, origin, "server."));
+    TROUPE_TRY(read(s, "host", cfg.server.host, origin, "server."));
+    TROUPE_TRY(read(s, "port", cfg.server.port, origin, "server."));
+    TROUPE_TRY(read(s, "http_threads", cfg.server.http_threads, origin, "server."));
+    if (cfg.server.port < 0 || cfg.server.port > 65535)
+      return config_error(origin, "server.port", "must be in 0..65535, got " + std::to_string(cfg.server.port));
+    TROUPE_TRY(positive(cfg.server.http_threads, false, origin, "server.http_threads"));
+  }
+  const YAML::Node models = root["models"];
+  if (!models || !models.IsSequence() || models.size() == 0)
+    return config_error(origin, "models", "must be a non-empty list of models");
+  std::set<std::string> names;
+  for (size_t i = 0; i < models.size(); ++i) {
+    const YAML::Node m = models[i];
+    const std::string where = "models[" + std::to_string(i) + "].";
+    if (!m.IsMap()) return config_error(origin, "models[" + std::to_string(i) + "]", "must be a mapping");
+    TROUPE_TRY(check_keys(m, {"name", "path", "tokenizer", "replicas", "threads", "kv_cache_mb", "kv_blocks", "max_num_seqs",
+                              "max_num_batched_tokens", "enable_prefix_caching"},
+                          origin, where));
+    model_config mc;
+    TROUPE_TRY(read(m, "name", mc.name, origin, where));
+    TROUPE_TRY(read(m, "path", mc.path, origin, where));
+    TROUPE_TRY(read(m, "tokenizer", mc.tokenizer, origin, where));
+    TROUPE_TRY(read(m, "replicas", mc.replicas, origin, where));
+    TROUPE_TRY(read(m, "threads", mc.threads, origin, where));
+    TROUPE_TRY(read(m, "kv_cache_mb", mc.kv_cache_mb, origin, where));
+    TROUPE_TRY(read(m, "kv_blocks", mc.kv_blocks, origin, where));
+    TROUPE_TRY(read(m, "max_num_seqs", mc.max_num_seqs, origin, where));
+    TROUPE_TRY(read(m, "max_num_batched_tokens", mc.max_num_batched_tokens, origin, where));
+    TROUPE_TRY(read(m, "enable_prefix_caching", mc.enable_prefix_caching, origin, where));
+    if (mc.name.empty()) return config_error(origin, where + "name", "is required");
+    if (mc.path.empty()) return config_error(origin, where + "path", "is required");
+    if (!names.insert(mc.name).second) return config_error(origin, where + "name", "'" + mc.name + "' is listed twice");
+    TROUPE_TRY(positive(mc.replicas, false, origin, where + "replicas"));
+    TROUPE_TRY(positive(mc.threads, true, origin, where + "threads"));
+    TROUPE_TRY(positive(mc.kv_cache_mb, false, origin, where + "kv_cache_mb"));
+    TROUPE_TRY(positive(mc.kv_blocks, true, origin, where + "kv_blocks"));
+    TROUPE_TRY(positive(mc.max_num_seqs, false, origin, where + "max_num_seqs"));
+    TROUPE_TRY(positive(mc.max_num_batched_tokens, false, origin, where + "max_num_batched_tokens"));
+    for (std::string* p : {&mc.path, &mc.tokenizer}) {
+      if (p->empty()) continue;
+      *p = expand_env(*p);
+      if (fs::path(*p).is_relative()) *p = (base_dir / *p).lexically_normal().string();
+    }
+    cfg.models.push_back(std::move(mc));
+  }
+  return cfg;
+}
+
+expected<serve_config> load_serve_config(const fs::path& file) {
+  std::ifstream in(file);
+  if (!in) return make_error(errc::not_found, "cannot read config file '" + file.string() + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_serve_config(ss.str(), file.string(), file.has_parent_path() ? file.parent_path() : fs::path("."));
+}
+
+}  // namespace troupe

@@ -1,0 +1,49 @@
+#pragma once
+// The configuration of `troupe serve`: the HTTP server and the models it hosts, each with its
+// replica count, threads, KV cache size and scheduler limits. Loaded from YAML (deploy/troupe.yaml
+// is a commented example with every key and its default). Errors name the key and the problem.
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "runtime/core/error.hpp"
+
+namespace troupe {
+
+/// One hosted model.
+struct model_config {
+  std::string name;                      ///< the name clients ask for (required)
+  std::string path;                      ///< .gguf, Hugging Face directory or llama2.c .bin (required)
+  std::string tokenizer;                 ///< tokenizer file when the model has none inside ("": automatic)
+  int replicas = 1;                      ///< independent copies (shard + scheduler each) behind the router
+  int threads = 0;                       ///< CPU threads per replica; 0: all cores
+  int64_t kv_cache_mb = 256;             ///< KV cache budget per replica in MiB (when kv_blocks is 0)
+  int64_t kv_blocks = 0;                 ///< KV cache size per replica in 16-token blocks; 0: from kv_cache_mb
+  int64_t max_num_seqs = 64;             ///< sequences in one batch at most
+  int64_t max_num_batched_tokens = 512;  ///< tokens per scheduler step at most
+  bool enable_prefix_caching = true;     ///< reuse cached KV blocks of shared prompt prefixes
+};
+
+/// The HTTP side.
+struct server_config {
+  std::string host = "127.0.0.1";  ///< address to bind
+  int port = 8000;                 ///< 0: any free port
+  int http_threads = 2;            ///< threads running the HTTP server
+};
+
+/// Everything `troupe serve` reads from its config file.
+struct serve_config {
+  server_config server;
+  std::vector<model_config> models;
+};
+
+/// Parses YAML text; `origin` names the source in error messages. Relative model paths resolve
+/// against base_dir, after ${VAR} references to environment variables are expanded.
+expected<serve_config> parse_serve_config(const std::string& yaml_text, const std::string& origin,
+                                          const std::filesystem::path& base_dir);
+/// Reads and parses a config file (relative paths resolve against the file's directory).
+expected<serve_config> load_serve_config(const std::filesystem::path& file);
+
+}  // namespace troupe

@@ -1,0 +1,63 @@
+// `troupe serve --config FILE`: models and replicas from YAML, served for real; a bad config is
+// refused at start-up with the key named.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "tests/tools/server_process.hpp"
+
+namespace troupe::test {
+namespace {
+
+const std::string shared_dir = TROUPE_SHARED_DIR;
+
+class ServeConfigFile : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("troupe_serve_config_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string write(const std::string& name, const std::string& text) {
+    const auto p = dir_ / name;
+    std::ofstream(p) << text;
+    return p.string();
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_F(ServeConfigFile, TwoReplicasFromYamlServeConcurrentRequests) {
+  const std::string cfg = write("two.yaml", "models:\n  - name: tales\n    path: " + shared_dir +
+                                                "/models/stories260K/stories260K.gguf\n    replicas: 2\n    threads: 1\n");
+  server_process server({"--config", cfg});
+  ASSERT_GT(server.port(), 0) << server.log();
+  const auto models = run("curl -s " + sh_quote(server.url("/v1/models")));
+  EXPECT_EQ(nlohmann::json::parse(models.out)["data"][0]["id"], "tales");
+  std::vector<std::thread> clients;
+  std::vector<std::string> texts(8);
+  for (int i = 0; i < 8; ++i)
+    clients.emplace_back([&, i] {
+      const auto r = run("curl -s -H 'Content-Type: application/json' --data-binary " +
+                         sh_quote(R"({"model":"tales","prompt":"Once upon a time","max_tokens":16,"temperature":0})") + " " +
+                         sh_quote(server.url("/v1/completions")));
+      const auto j = nlohmann::json::parse(r.out, nullptr, false);
+      if (j.is_object() && j.contains("choices")) texts[static_cast<size_t>(i)] = j["choices"][0]["text"];
+    });
+  for (auto& t : clients) t.join();
+  for (const auto& t : texts) EXPECT_EQ(t, texts[0]);
+  EXPECT_NE(texts[0].find("there was a little girl"), std::string::npos) << texts[0];
+  EXPECT_EQ(server.stop(), 0) << server.log();
+}
+
+TEST_F(ServeConfigFile, ABadConfigIsRefusedNamingTheKey) {
+  const std::string cfg = write("bad.yaml", "models:\n  - {name: x, path: x.gguf, replica: 2}\n");
+  const auto r = run(troupe_bin() + " serve --port 0 --config " + sh_quote(cfg));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("models[0].replica: unknown key"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace troupe::test
