@@ -20,10 +20,7 @@
 #include <caf/io/middleman.hpp>
 
 #include "actors/gateway.hpp"
-#include "actors/messages.hpp"
-#include "actors/router_actor.hpp"
-#include "actors/scheduler_actor.hpp"
-#include "actors/shard_actor.hpp"
+#include "actors/topology.hpp"
 #endif
 
 namespace troupe::cli {
@@ -65,35 +62,6 @@ std::pair<std::string, std::string> split_model_arg(const std::string& arg) {
 }
 
 #if defined(TROUPE_HAVE_ACTORS)
-/// CAF scheduler threads: $TROUPE_CAF_THREADS, else 1. The actors only route small messages; the
-/// cores belong to the shards' kernel threads, and an idle polling thread would take one from them.
-size_t caf_threads() {
-  if (const char* env = std::getenv("TROUPE_CAF_THREADS"); env && std::atoi(env) > 0) return static_cast<size_t>(std::atoi(env));
-  return 1;
-}
-
-expected<std::shared_ptr<const tokenizer>> load_model_tokenizer(const std::string& path, const std::string& tokenizer_path) {
-  if (!tokenizer_path.empty()) {
-    auto w = load_model_weights(path);
-    TROUPE_TRY(w);
-    auto t = load_tokenizer(tokenizer_path, static_cast<int32_t>(w->hp.n_vocab));
-    TROUPE_TRY(t);
-    return std::shared_ptr<const tokenizer>(std::move(*t));
-  }
-  if (fs::path(path).extension() == ".gguf") {
-    auto g = format::gguf_file::open(path);
-    TROUPE_TRY(g);
-    auto t = load_tokenizer(**g);
-    TROUPE_TRY(t);
-    return std::shared_ptr<const tokenizer>(std::move(*t));
-  }
-  auto w = load_model_weights(path);
-  TROUPE_TRY(w);
-  auto t = load_tokenizer(*w);
-  TROUPE_TRY(t);
-  return std::shared_ptr<const tokenizer>(std::move(*t));
-}
-
 /// The models and server settings: the config file's, then the --model entries.
 expected<serve_config> resolve_config(const serve_args& a) {
   serve_config cfg;
@@ -135,64 +103,26 @@ int run_serve(const serve_args& a) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   caf::actor_system_config cfg;
-  register_message_types(cfg);
-  // CAF 0.17's idle scheduler threads poll for work, sleeping up to 10 ms between polls once idle for
-  // a while; every hop of a decode step (scheduler -> shard -> scheduler -> request) could wait that
-  // long. Sleep at most 100 us instead: a request's tokens then flow at the engine's pace, for a
-  // negligible amount of idle polling.
-  cfg.set("scheduler.max-threads", caf_threads());
-  cfg.set("work-stealing.aggressive-poll-attempts", size_t{1});
-  cfg.set("work-stealing.moderate-sleep-duration", caf::timespan{std::chrono::microseconds(50)});
-  cfg.set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::microseconds(100)});
+  configure_actor_system(cfg);
   caf::actor_system sys{cfg};
-
-  std::vector<replica_entry> replicas;
-  std::vector<served_model> served;
-  std::vector<caf::actor> to_stop;
-  auto fail = [&](const std::string& what) {
-    std::fprintf(stderr, "troupe serve: %s\n", what.c_str());
-    for (auto it = to_stop.rbegin(); it != to_stop.rend(); ++it) caf::anon_send_exit(*it, caf::exit_reason::user_shutdown);
+  auto topo = spawn_topology(sys, config);
+  if (!topo) {
+    std::fprintf(stderr, "troupe serve: %s\n", topo.error().what().c_str());
     return 1;
-  };
-  for (const model_config& mc : config.models) {
-    engine_options eo;
-    eo.model_path = mc.path;
-    eo.tokenizer_path = mc.tokenizer;
-    eo.model.threads = mc.threads;
-    eo.kv.max_bytes = static_cast<size_t>(mc.kv_cache_mb) << 20;
-    eo.kv.n_blocks = mc.kv_blocks;
-    eo.kv_full_contexts = mc.max_num_seqs;  // room for many sequences, within the byte budget
-    auto tok = load_model_tokenizer(mc.path, mc.tokenizer);
-    if (!tok) return fail("model '" + mc.name + "': " + tok.error().what());
-    auto weights = load_model_weights(mc.path);
-    if (!weights) return fail("model '" + mc.name + "': " + weights.error().what());
-    for (int r = 0; r < mc.replicas; ++r) {
-      auto shard = spawn_shard(sys, eo);
-      if (!shard) return fail("model '" + mc.name + "': " + shard.error().what());
-      to_stop.push_back(caf::actor_cast<caf::actor>(*shard));  // stopped in reverse order
-      scheduler_options so;
-      so.policy.max_num_seqs = mc.max_num_seqs;
-      so.policy.max_num_batched_tokens = mc.max_num_batched_tokens;
-      so.enable_prefix_caching = mc.enable_prefix_caching;
-      auto sched = spawn_scheduler(sys, *shard, *tok, so);
-      if (!sched) return fail("model '" + mc.name + "': " + sched.error().what());
-      to_stop.push_back(caf::actor_cast<caf::actor>(*sched));
-      replicas.push_back(replica_entry{mc.name, mc.name + "/" + std::to_string(r), *sched});
-    }
-    served.push_back(served_model{mc.name, *tok, weights->hp.context_length});
-    spdlog::info("serve: model '{}' from {} ({} replica{})", mc.name, mc.path, mc.replicas, mc.replicas == 1 ? "" : "s");
   }
-  auto router = spawn_router(sys, replicas);
-  to_stop.push_back(caf::actor_cast<caf::actor>(router));
   gateway_options go;
   go.http.host = config.server.host;
   go.http.port = static_cast<uint16_t>(config.server.port);
   go.http.threads = config.server.http_threads;
-  auto gw = gateway::start(sys, router, served, go);
-  if (!gw) return fail(gw.error().what());
+  auto gw = gateway::start(sys, topo->router, topo->models, go);
+  if (!gw) {
+    std::fprintf(stderr, "troupe serve: %s\n", gw.error().what().c_str());
+    topo->shutdown();
+    return 1;
+  }
   (*gw)->set_ready(true);
   std::string names;
-  for (const auto& s : served) names += (names.empty() ? "" : ", ") + s.name;
+  for (const auto& m : topo->models) names += (names.empty() ? "" : ", ") + m.name;
   std::fprintf(stderr, "troupe serve: listening on http://%s:%u (models: %s)\n", config.server.host.c_str(), (*gw)->port(), names.c_str());
   std::fflush(stderr);
 
@@ -201,10 +131,7 @@ int run_serve(const serve_args& a) {
   std::fprintf(stderr, "troupe serve: %s received, draining in-flight requests\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   (*gw)->stop(std::chrono::seconds(30));
   gw->reset();
-  // Front to back (router, then schedulers, then shards), so nobody reports a peer's exit as a failure.
-  for (auto it = to_stop.rbegin(); it != to_stop.rend(); ++it) caf::anon_send_exit(*it, caf::exit_reason::user_shutdown);
-  to_stop.clear();
-  replicas.clear();
+  topo->shutdown();
   return 0;
 }
 #else

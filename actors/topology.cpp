@@ -1,0 +1,99 @@
+#include "actors/topology.hpp"
+
+#include <caf/all.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+
+#include "actors/messages.hpp"
+#include "actors/scheduler_actor.hpp"
+#include "actors/shard_actor.hpp"
+#include "runtime/core/log.hpp"
+#include "runtime/format/gguf.hpp"
+#include "runtime/model/weights.hpp"
+
+namespace troupe {
+namespace {
+
+size_t caf_threads() {
+  if (const char* env = std::getenv("TROUPE_CAF_THREADS"); env && std::atoi(env) > 0) return static_cast<size_t>(std::atoi(env));
+  return 1;
+}
+
+expected<std::shared_ptr<const tokenizer>> load_model_tokenizer(const model_config& mc, int64_t n_vocab) {
+  expected<std::unique_ptr<tokenizer>> t = make_error(errc::internal, "unset");
+  if (!mc.tokenizer.empty()) {
+    t = load_tokenizer(mc.tokenizer, static_cast<int32_t>(n_vocab));
+  } else if (std::filesystem::path(mc.path).extension() == ".gguf") {
+    auto g = format::gguf_file::open(mc.path);
+    TROUPE_TRY(g);
+    t = load_tokenizer(**g);
+  } else {
+    auto w = load_model_weights(mc.path);
+    TROUPE_TRY(w);
+    t = load_tokenizer(*w);
+  }
+  TROUPE_TRY(t);
+  return std::shared_ptr<const tokenizer>(std::move(*t));
+}
+
+}  // namespace
+
+void configure_actor_system(caf::actor_system_config& cfg) {
+  register_message_types(cfg);
+  // CAF 0.17's idle scheduler threads sleep up to 10 ms between polls once idle for a while; every hop
+  // of a decode step (scheduler -> shard -> scheduler -> request) could wait that long.
+  cfg.set("scheduler.max-threads", caf_threads());
+  cfg.set("work-stealing.aggressive-poll-attempts", size_t{1});
+  cfg.set("work-stealing.moderate-sleep-duration", caf::timespan{std::chrono::microseconds(50)});
+  cfg.set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::microseconds(100)});
+}
+
+void local_topology::shutdown() {
+  for (auto it = actors.rbegin(); it != actors.rend(); ++it) caf::anon_send_exit(*it, caf::exit_reason::user_shutdown);
+  actors.clear();
+  router = router_actor{};
+}
+
+expected<local_topology> spawn_topology(caf::actor_system& sys, const serve_config& cfg) {
+  local_topology topo;
+  std::vector<replica_entry> replicas;
+  auto fail = [&](const std::string& model, const error& e) {
+    topo.shutdown();
+    return make_error(e.code(), "model '" + model + "': " + e.message());
+  };
+  for (const model_config& mc : cfg.models) {
+    engine_options eo;
+    eo.model_path = mc.path;
+    eo.tokenizer_path = mc.tokenizer;
+    eo.model.threads = mc.threads;
+    eo.kv.max_bytes = static_cast<size_t>(mc.kv_cache_mb) << 20;
+    eo.kv.n_blocks = mc.kv_blocks;
+    eo.kv_full_contexts = mc.max_num_seqs;  // room for many sequences, within the byte budget
+    auto weights = load_model_weights(mc.path);
+    if (!weights) return fail(mc.name, weights.error());
+    auto tok = load_model_tokenizer(mc, weights->hp.n_vocab);
+    if (!tok) return fail(mc.name, tok.error());
+    for (int r = 0; r < mc.replicas; ++r) {
+      auto shard = spawn_shard(sys, eo);
+      if (!shard) return fail(mc.name, shard.error());
+      topo.actors.push_back(caf::actor_cast<caf::actor>(*shard));
+      scheduler_options so;
+      so.policy.max_num_seqs = mc.max_num_seqs;
+      so.policy.max_num_batched_tokens = mc.max_num_batched_tokens;
+      so.enable_prefix_caching = mc.enable_prefix_caching;
+      auto sched = spawn_scheduler(sys, *shard, *tok, so);
+      if (!sched) return fail(mc.name, sched.error());
+      topo.actors.push_back(caf::actor_cast<caf::actor>(*sched));
+      replicas.push_back(replica_entry{mc.name, mc.name + "/" + std::to_string(r), *sched});
+    }
+    topo.models.push_back(served_model{mc.name, *tok, weights->hp.context_length});
+    spdlog::info("topology: model '{}' from {} ({} replica{})", mc.name, mc.path, mc.replicas, mc.replicas == 1 ? "" : "s");
+  }
+  topo.router = spawn_router(sys, std::move(replicas));
+  topo.actors.push_back(caf::actor_cast<caf::actor>(topo.router));
+  return topo;
+}
+
+}  // namespace troupe
