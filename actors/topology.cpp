@@ -11,6 +11,7 @@
 #include "actors/shard_actor.hpp"
 #include "runtime/core/log.hpp"
 #include "runtime/format/gguf.hpp"
+#include "runtime/hub/pull.hpp"
 #include "runtime/model/weights.hpp"
 
 namespace troupe {
@@ -63,7 +64,10 @@ expected<local_topology> spawn_topology(caf::actor_system& sys, const serve_conf
     topo.shutdown();
     return make_error(e.code(), "model '" + model + "': " + e.message());
   };
-  for (const model_config& mc : cfg.models) {
+  for (model_config mc : cfg.models) {
+    auto resolved = resolve_model_path(mc.path);  // hf:REPO/FILE -> the cached file, pulled if missing
+    if (!resolved) return fail(mc.name, resolved.error());
+    mc.path = *resolved;
     engine_options eo;
     eo.model_path = mc.path;
     eo.tokenizer_path = mc.tokenizer;

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "runtime/engine/engine.hpp"
+#include "runtime/hub/pull.hpp"
 #include "tools/troupe/commands.hpp"
 
 namespace troupe::cli {
@@ -24,7 +25,13 @@ struct generate_args {
   size_t kv_mb = 0;
 };
 
-int run_generate(const generate_args& a) {
+int run_generate(generate_args a) {
+  auto path = resolve_model_path(a.engine.model_path, pull_options{{}, {}, static_cast<bool>(isatty(STDERR_FILENO))});
+  if (!path) {
+    std::fprintf(stderr, "troupe generate: %s\n", path.error().what().c_str());
+    return 1;
+  }
+  a.engine.model_path = *path;
   auto eng = engine::load(a.engine);
   if (!eng) {
     std::fprintf(stderr, "troupe generate: %s\n", eng.error().what().c_str());
@@ -69,7 +76,7 @@ int run_generate(const generate_args& a) {
 void add_generate(CLI::App& app) {
   auto args = std::make_shared<generate_args>();
   CLI::App* cmd = app.add_subcommand("generate", "generate text with a model (text to stdout, logs to stderr)");
-  cmd->add_option("--model,-m", args->engine.model_path, "model: .gguf file, Hugging Face directory or llama2.c .bin")->required();
+  cmd->add_option("--model,-m", args->engine.model_path, "model: .gguf file, Hugging Face directory, llama2.c .bin, or hf:REPO/FILE (pulled into the cache)")->required();
   cmd->add_option("--prompt,-p", args->prompt, "prompt text (default: start from BOS)");
   cmd->add_option("--max-tokens,-n", args->max_tokens, "tokens to generate at most")->capture_default_str()->check(CLI::Range(0, 1 << 20));
   cmd->add_option("--temperature", args->temperature, "sampling temperature; 0 = greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));

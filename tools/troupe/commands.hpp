@@ -14,5 +14,6 @@ void add_inspect(CLI::App& app);
 void add_make_model(CLI::App& app);
 void add_bench_engine(CLI::App& app);
 void add_serve(CLI::App& app);
+void add_pull(CLI::App& app);
 
 }  // namespace troupe::cli
