@@ -194,18 +194,18 @@ TEST_F(ServeApi, BadRequestsGetTheirStatusAndAnOpenAIErrorBody) {
   EXPECT_EQ(curl(*server_, "/v1/nothing").status, 404);
 }
 
-TEST_F(ServeApi, SixteenConcurrentStreamsAllCompleteWithTheGreedyText) {
+TEST_F(ServeApi, SixtyFourConcurrentStreamsAllCompleteWithTheGreedyText) {
   const auto c = golden_case("once_upon");
   std::vector<std::thread> clients;
-  std::vector<std::pair<std::string, bool>> results(16);
-  for (int i = 0; i < 16; ++i)
+  std::vector<std::pair<std::string, bool>> results(64);
+  for (int i = 0; i < 64; ++i)
     clients.emplace_back([&, i] {
       const auto r = curl(*server_, "/v1/completions",
                           R"({"model":"stories","prompt":"Once upon a time","max_tokens":64,"temperature":0,"stream":true})");
       results[static_cast<size_t>(i)] = read_stream(r.body, false);
     });
   for (auto& t : clients) t.join();
-  for (int i = 0; i < 16; ++i) {
+  for (int i = 0; i < 64; ++i) {
     EXPECT_TRUE(results[static_cast<size_t>(i)].second) << "stream " << i << " did not end with [DONE]";
     EXPECT_EQ(lstrip(results[static_cast<size_t>(i)].first), lstrip(c.at("text"))) << "stream " << i;
   }
@@ -219,6 +219,30 @@ double metric(const std::string& text, const std::string& name) {
     if (line.rfind(name, 0) == 0 && (line[name.size()] == ' ' || line[name.size()] == '{'))
       total += std::stod(line.substr(line.rfind(' ') + 1));
   return total;
+}
+
+TEST_F(ServeApi, ASharedLongPrefixIsServedFromThePrefixCacheWithTheSameTokens) {
+  // A prefix no other test's prompt or output shares, so the first request finds nothing cached.
+  std::string prompt = "Ben and Sue found an old map under the bed.";
+  for (int i = 0; i < 6; ++i) prompt += " They walked to the big tree and looked for the hidden box.";
+  const std::string body = R"({"model":"stories","max_tokens":24,"temperature":0,"prompt":")" + prompt + R"("})";
+  const auto m0 = curl(*server_, "/metrics");
+  const auto first = curl(*server_, "/v1/completions", body);
+  const auto m1 = curl(*server_, "/metrics");
+  const auto second = curl(*server_, "/v1/completions", body);
+  const auto m2 = curl(*server_, "/metrics");
+  ASSERT_EQ(first.status, 200) << first.body;
+  ASSERT_EQ(second.status, 200) << second.body;
+  const auto j1 = nlohmann::json::parse(first.body), j2 = nlohmann::json::parse(second.body);
+  const int64_t prompt_tokens = j1["usage"]["prompt_tokens"];
+  ASSERT_GT(prompt_tokens, 100);
+  EXPECT_EQ(j2["choices"][0]["text"], j1["choices"][0]["text"]);
+  const double hits_first = metric(m1.body, "troupe_prefix_cache_hits_total") - metric(m0.body, "troupe_prefix_cache_hits_total");
+  const double hits_second = metric(m2.body, "troupe_prefix_cache_hits_total") - metric(m1.body, "troupe_prefix_cache_hits_total");
+  EXPECT_EQ(hits_first, 0) << "the first request had nothing cached";
+  // Every full 16-token block of the prompt but the one holding its last token comes from the cache.
+  EXPECT_GE(hits_second, static_cast<double>((prompt_tokens - 1) / 16 * 16)) << m2.body;
+  EXPECT_GT(metric(m2.body, "troupe_prefix_cache_hit_rate"), 0.0);
 }
 
 TEST_F(ServeApi, ADisconnectedClientIsCancelledAndItsBlocksAreFreed) {
