@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "tests/tools/server_process.hpp"
+#include "tests/tools/sse.hpp"
 
 namespace troupe::test {
 namespace {
@@ -49,26 +50,8 @@ std::string lstrip(std::string s) {
 
 /// Concatenated text of an SSE completion stream, and whether it ended with [DONE].
 std::pair<std::string, bool> read_stream(const std::string& body, bool chat) {
-  std::istringstream in(body);
-  std::string line, text;
-  bool done = false;
-  while (std::getline(in, line)) {
-    if (line.rfind("data: ", 0) != 0) continue;
-    const std::string data = line.substr(6);
-    if (data == "[DONE]") {
-      done = true;
-      continue;
-    }
-    const auto j = nlohmann::json::parse(data);
-    if (!j.contains("choices") || j["choices"].empty()) continue;
-    const auto& c = j["choices"][0];
-    if (chat) {
-      if (c["delta"].contains("content") && c["delta"]["content"].is_string()) text += c["delta"]["content"].get<std::string>();
-    } else {
-      text += c["text"].get<std::string>();
-    }
-  }
-  return {text, done};
+  const sse_result r = read_sse(body, chat);
+  return {r.text, r.done};
 }
 
 class ServeApi : public ::testing::Test {

@@ -7,9 +7,9 @@
 #include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "tests/tools/server_process.hpp"
+#include "tests/tools/sse.hpp"
 
 namespace troupe::test {
 namespace {
@@ -17,22 +17,6 @@ namespace {
 size_t append(char* data, size_t size, size_t n, void* out) {
   static_cast<std::string*>(out)->append(data, size * n);
   return size * n;
-}
-
-std::string stream_text(const std::string& body, bool& done) {
-  std::istringstream in(body);
-  std::string line, text;
-  done = false;
-  while (std::getline(in, line)) {
-    if (line.rfind("data: ", 0) != 0) continue;
-    if (line == "data: [DONE]") {
-      done = true;
-      continue;
-    }
-    const auto j = nlohmann::json::parse(line.substr(6), nullptr, false);
-    if (j.is_object() && j.contains("choices") && !j["choices"].empty()) text += j["choices"][0]["text"].get<std::string>();
-  }
-  return text;
 }
 
 TEST(ServeMany, AThousandConcurrentStreamsAllComplete) {
@@ -95,9 +79,8 @@ TEST(ServeMany, AThousandConcurrentStreamsAllComplete) {
   EXPECT_EQ(ok, clients);
   int complete = 0;
   for (const auto& b : bodies) {
-    bool done = false;
-    const std::string text = stream_text(b, done);
-    complete += done && text.substr(text.find_first_not_of(' ')) == expected;
+    const sse_result r = read_sse(b, /*chat=*/false);
+    complete += r.done && r.text.substr(r.text.find_first_not_of(' ')) == expected;
   }
   EXPECT_EQ(complete, clients) << "example body: " << bodies[0].substr(0, 400);
   EXPECT_EQ(server.stop(), 0) << server.log();
