@@ -138,23 +138,40 @@ struct gateway::impl {
 };
 
 void gateway::impl::handle(const http_request& req, std::shared_ptr<response_writer> w) {
-  const std::string_view path = req.path();
-  const bool get = req.method == "GET", post = req.method == "POST";
-  if (path == "/health" && get) return w->send(json_response(200, R"({"status":"ok"})"));
-  if (path == "/ready" && get) {
-    return ready ? w->send(json_response(200, R"({"status":"ready"})"))
+  using handler = void (*)(impl&, const http_request&, std::shared_ptr<response_writer>);
+  struct route {
+    std::string_view path, method;
+    handler run;
+  };
+  // One table answers both the request and, for a known path with the wrong method, 405.
+  static constexpr route routes[] = {
+      {"/health", "GET", [](impl&, const http_request&, std::shared_ptr<response_writer> w) {
+         w->send(json_response(200, R"({"status":"ok"})"));
+       }},
+      {"/ready", "GET", [](impl& g, const http_request&, std::shared_ptr<response_writer> w) {
+         g.ready ? w->send(json_response(200, R"({"status":"ready"})"))
                  : w->send(error_response(not_ready("models are still loading")));
+       }},
+      {"/v1/models", "GET", [](impl& g, const http_request&, std::shared_ptr<response_writer> w) {
+         std::vector<model_card> cards;
+         for (const auto& [name, m] : g.models) cards.push_back(model_card{name, g.created, "troupe", m.model.context_length});
+         w->send(json_response(200, build_models_list(cards)));
+       }},
+      {"/metrics", "GET", [](impl& g, const http_request&, std::shared_ptr<response_writer> w) { g.handle_metrics(std::move(w)); }},
+      {"/v1/chat/completions", "POST", [](impl& g, const http_request& r, std::shared_ptr<response_writer> w) {
+         g.handle_generate(r, std::move(w), api_endpoint::chat_completions);
+       }},
+      {"/v1/completions", "POST", [](impl& g, const http_request& r, std::shared_ptr<response_writer> w) {
+         g.handle_generate(r, std::move(w), api_endpoint::completions);
+       }},
+  };
+  const std::string_view path = req.path();
+  bool known = false;
+  for (const route& r : routes) {
+    if (r.path != path) continue;
+    if (r.method == req.method) return r.run(*this, req, std::move(w));
+    known = true;
   }
-  if (path == "/v1/models" && get) {
-    std::vector<model_card> cards;
-    for (const auto& [name, m] : models) cards.push_back(model_card{name, created, "troupe", m.model.context_length});
-    return w->send(json_response(200, build_models_list(cards)));
-  }
-  if (path == "/metrics" && get) return handle_metrics(std::move(w));
-  if (path == "/v1/chat/completions" && post) return handle_generate(req, std::move(w), api_endpoint::chat_completions);
-  if (path == "/v1/completions" && post) return handle_generate(req, std::move(w), api_endpoint::completions);
-  const bool known = path == "/health" || path == "/ready" || path == "/v1/models" || path == "/metrics" ||
-                     path == "/v1/chat/completions" || path == "/v1/completions";
   api_error e = invalid_request(known ? "method " + req.method + " is not allowed on " + std::string(path)
                                       : "no such endpoint: " + std::string(path),
                                 {}, known ? "method_not_allowed" : "not_found");

@@ -4,15 +4,12 @@
 
 #include <chrono>
 #include <cstdlib>
-#include <filesystem>
 
 #include "actors/messages.hpp"
 #include "actors/scheduler_actor.hpp"
 #include "actors/shard_actor.hpp"
 #include "runtime/core/log.hpp"
-#include "runtime/format/gguf.hpp"
 #include "runtime/hub/pull.hpp"
-#include "runtime/model/weights.hpp"
 
 namespace troupe {
 namespace {
@@ -20,23 +17,6 @@ namespace {
 size_t caf_threads() {
   if (const char* env = std::getenv("TROUPE_CAF_THREADS"); env && std::atoi(env) > 0) return static_cast<size_t>(std::atoi(env));
   return 1;
-}
-
-expected<std::shared_ptr<const tokenizer>> load_model_tokenizer(const model_config& mc, int64_t n_vocab) {
-  expected<std::unique_ptr<tokenizer>> t = make_error(errc::internal, "unset");
-  if (!mc.tokenizer.empty()) {
-    t = load_tokenizer(mc.tokenizer, static_cast<int32_t>(n_vocab));
-  } else if (std::filesystem::path(mc.path).extension() == ".gguf") {
-    auto g = format::gguf_file::open(mc.path);
-    TROUPE_TRY(g);
-    t = load_tokenizer(**g);
-  } else {
-    auto w = load_model_weights(mc.path);
-    TROUPE_TRY(w);
-    t = load_tokenizer(*w);
-  }
-  TROUPE_TRY(t);
-  return std::shared_ptr<const tokenizer>(std::move(*t));
 }
 
 }  // namespace
@@ -75,24 +55,29 @@ expected<local_topology> spawn_topology(caf::actor_system& sys, const serve_conf
     eo.kv.max_bytes = static_cast<size_t>(mc.kv_cache_mb) << 20;
     eo.kv.n_blocks = mc.kv_blocks;
     eo.kv_full_contexts = mc.max_num_seqs;  // room for many sequences, within the byte budget
-    auto weights = load_model_weights(mc.path);
-    if (!weights) return fail(mc.name, weights.error());
-    auto tok = load_model_tokenizer(mc, weights->hp.n_vocab);
-    if (!tok) return fail(mc.name, tok.error());
+    // Each replica loads its own engine (its own KV pool and threads); the first one's tokenizer and
+    // context length describe the model to the gateway.
+    std::shared_ptr<const tokenizer> tok;
+    int64_t context_length = 0;
     for (int r = 0; r < mc.replicas; ++r) {
-      auto shard = spawn_shard(sys, eo);
-      if (!shard) return fail(mc.name, shard.error());
-      topo.actors.push_back(caf::actor_cast<caf::actor>(*shard));
+      auto eng = engine::load(eo);
+      if (!eng) return fail(mc.name, eng.error());
+      if (!tok) {
+        tok = (*eng)->shared_tokenizer();
+        context_length = (*eng)->model().hparams().context_length;
+      }
+      const shard_actor shard = spawn_shard(sys, std::make_unique<shard_runner>(std::move(*eng)));
+      topo.actors.push_back(caf::actor_cast<caf::actor>(shard));
       scheduler_options so;
       so.policy.max_num_seqs = mc.max_num_seqs;
       so.policy.max_num_batched_tokens = mc.max_num_batched_tokens;
       so.enable_prefix_caching = mc.enable_prefix_caching;
-      auto sched = spawn_scheduler(sys, *shard, *tok, so);
+      auto sched = spawn_scheduler(sys, shard, tok, so);
       if (!sched) return fail(mc.name, sched.error());
       topo.actors.push_back(caf::actor_cast<caf::actor>(*sched));
       replicas.push_back(replica_entry{mc.name, mc.name + "/" + std::to_string(r), *sched});
     }
-    topo.models.push_back(served_model{mc.name, *tok, weights->hp.context_length});
+    topo.models.push_back(served_model{mc.name, tok, context_length});
     spdlog::info("topology: model '{}' from {} ({} replica{})", mc.name, mc.path, mc.replicas, mc.replicas == 1 ? "" : "s");
   }
   topo.router = spawn_router(sys, std::move(replicas));

@@ -42,6 +42,8 @@ class engine {
 
   llama_model& model() noexcept { return *model_; }
   const tokenizer& tok() const noexcept { return *tok_; }
+  /// The tokenizer as a shared handle, for components that outlive a borrow (the gateway).
+  std::shared_ptr<const tokenizer> shared_tokenizer() const noexcept { return tok_; }
   kv_pool& kv() noexcept { return *kv_; }
   block_allocator& blocks() noexcept { return *blocks_; }
   const engine_options& options() const noexcept { return opts_; }
@@ -60,7 +62,7 @@ class engine {
   engine() = default;
   engine_options opts_;
   std::unique_ptr<llama_model> model_;
-  std::unique_ptr<tokenizer> tok_;
+  std::shared_ptr<const tokenizer> tok_;
   std::unique_ptr<kv_pool> kv_;
   std::unique_ptr<block_allocator> blocks_;
 };

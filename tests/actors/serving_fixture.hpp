@@ -17,6 +17,8 @@
 #include "actors/messages.hpp"
 #include "actors/scheduler_actor.hpp"
 #include "actors/shard_actor.hpp"
+#include <caf/io/middleman.hpp>
+
 #include "runtime/engine/engine.hpp"
 
 namespace troupe::testing {
@@ -32,9 +34,11 @@ inline engine_options shard_options(int64_t n_blocks = 128) {
 }
 
 struct serving_config : caf::actor_system_config {
-  serving_config() {
+  /// network: load the middleman, for tests that publish actors on loopback.
+  explicit serving_config(bool network = false) {
     register_message_types(*this);
     set("scheduler.max-threads", 2);
+    if (network) load<caf::io::middleman>();
   }
 };
 

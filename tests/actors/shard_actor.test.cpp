@@ -14,34 +14,16 @@
 
 #include "actors/messages.hpp"
 #include "actors/shard_actor.hpp"
+#include "tests/actors/serving_fixture.hpp"
 #include "runtime/engine/engine.hpp"
 
 namespace troupe {
 namespace {
 
-constexpr auto timeout = std::chrono::seconds(60);
-
-engine_options options() {
-  engine_options opts;
-  opts.model_path = std::string(TROUPE_SHARED_DIR) + "/models/stories260K/stories260K.gguf";
-  opts.model.threads = 1;
-  opts.kv.n_blocks = 128;
-  return opts;
-}
-
-struct shard_config : caf::actor_system_config {
-  explicit shard_config(bool network = false) {
-    register_message_types(*this);
-    set("scheduler.max-threads", 2);
-    if (network) load<caf::io::middleman>();
-  }
-};
-
-sampling_params greedy() {
-  sampling_params p;
-  p.temperature = 0.0f;
-  return p;
-}
+using testing::greedy;
+using testing::timeout;
+using shard_config = testing::serving_config;
+engine_options options() { return testing::shard_options(); }
 
 /// Sends plan to the shard and waits for its result; a CAF error (timeout, dead actor) fails the test.
 step_result step(caf::scoped_actor& self, const shard_actor& shard, const step_plan& plan) {
@@ -163,22 +145,11 @@ class plan_script {
 };
 
 std::vector<std::vector<int32_t>> prompts(const engine& e) {
-  const char* texts[] = {
-      "Once upon a time",
-      "Lily and Ben went to the park. They saw a big",
-      "The cat",
-      "One day, a little boy named Tim found a shiny red ball under his bed. He",
-      "Sue liked to",
-      "There was a big tree in the garden, and a bird lived in it. Every morning the bird",
-      "Mom said",
-      "The dog ran fast to catch the",
-  };
   std::vector<std::vector<int32_t>> out;
-  for (const char* t : texts) out.push_back(e.tok().encode_prompt(t));
+  for (size_t i = 0; i < 8; ++i) out.push_back(e.tok().encode_prompt(testing::prompt_texts()[i]));
   return out;
 }
 
-/// Greedy tokens engine::generate gives each prompt; it stops at the model's EOS, the shard does not.
 std::vector<std::vector<int32_t>> reference(engine& e, const std::vector<std::vector<int32_t>>& ps, int n_new) {
   std::vector<std::vector<int32_t>> out;
   for (const auto& p : ps) {

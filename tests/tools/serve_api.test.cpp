@@ -175,6 +175,7 @@ TEST_F(ServeApi, BadRequestsGetTheirStatusAndAnOpenAIErrorBody) {
   EXPECT_EQ(r.status, 400);
   EXPECT_NE(r.body.find("context_length_exceeded"), std::string::npos) << r.body.substr(0, 300);
   EXPECT_EQ(curl(*server_, "/v1/nothing").status, 404);
+  EXPECT_EQ(curl(*server_, "/v1/completions").status, 405);  // GET on a POST endpoint
 }
 
 TEST_F(ServeApi, SixtyFourConcurrentStreamsAllCompleteWithTheGreedyText) {

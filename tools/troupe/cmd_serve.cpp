@@ -11,8 +11,6 @@
 
 #include "runtime/config/serve_config.hpp"
 #include "runtime/core/log.hpp"
-#include "runtime/format/gguf.hpp"
-#include "runtime/model/weights.hpp"
 #include "tools/troupe/commands.hpp"
 
 #if defined(TROUPE_HAVE_ACTORS)

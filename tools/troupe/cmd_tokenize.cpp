@@ -7,7 +7,6 @@
 #include <sstream>
 #include <string>
 
-#include "runtime/format/gguf.hpp"
 #include "runtime/model/weights.hpp"
 #include "runtime/tokenizer/tokenizer.hpp"
 #include "tools/troupe/commands.hpp"
@@ -16,7 +15,8 @@ namespace troupe::cli {
 namespace {
 
 /// The tokenizer of PATH without loading weights where the format allows: a .gguf file, a
-/// directory or file holding only a tokenizer, or (llama2.c) the checkpoint plus its tokenizer.bin.
+/// directory or file holding only a tokenizer, or (llama2.c) the checkpoint plus its tokenizer.bin,
+/// whose vocabulary size only the checkpoint knows.
 expected<std::unique_ptr<tokenizer>> tokenizer_for(const std::filesystem::path& path, const std::string& override_path) {
   namespace fs = std::filesystem;
   if (!override_path.empty()) {
@@ -28,12 +28,8 @@ expected<std::unique_ptr<tokenizer>> tokenizer_for(const std::filesystem::path& 
     return load_tokenizer(override_path, n_vocab);
   }
   if (!fs::exists(path)) return make_error(errc::not_found, "no such file or directory: '" + path.string() + "'");
-  if (path.extension() == ".gguf") {
-    auto g = format::gguf_file::open(path);
-    TROUPE_TRY(g);
-    return load_tokenizer(**g);
-  }
-  if (fs::is_directory(path) || path.extension() == ".json" || path.extension() == ".model")
+  // GGUF files, tokenizer files and directories need no weights: load_tokenizer reads them directly.
+  if (fs::is_directory(path) || path.extension() == ".gguf" || path.extension() == ".json" || path.extension() == ".model")
     return load_tokenizer(path);
   auto w = load_model_weights(path);
   TROUPE_TRY(w);
