@@ -350,8 +350,10 @@ void gateway::impl::handle_metrics(std::shared_ptr<response_writer> w) {
             [=](const std::vector<scheduler_stats>& all) {
               prometheus_writer out;
               metrics_copy->write(out);
-              scheduler_stats sum;
+              // One series per model: the replicas of a model are summed.
+              std::map<std::string, scheduler_stats> by_model;
               for (const auto& s : all) {
+                scheduler_stats& sum = by_model[s.model];
                 sum.waiting += s.waiting;
                 sum.running += s.running;
                 sum.preemptions += s.preemptions;
@@ -362,18 +364,23 @@ void gateway::impl::handle_metrics(std::shared_ptr<response_writer> w) {
                 sum.kv.prefix_query_tokens += s.kv.prefix_query_tokens;
                 sum.kv.prefix_hit_tokens += s.kv.prefix_hit_tokens;
               }
-              out.gauge("troupe_queue_depth", "Requests waiting to be scheduled", static_cast<double>(sum.waiting));
-              out.gauge("troupe_running_sequences", "Sequences in the running batch", static_cast<double>(sum.running));
-              out.gauge("troupe_kv_blocks_used", "KV cache blocks referenced by sequences", static_cast<double>(sum.kv.blocks_used));
-              out.gauge("troupe_kv_blocks_free", "KV cache blocks free (cached prefixes included)", static_cast<double>(sum.kv.blocks_free));
-              out.gauge("troupe_kv_blocks_cached", "Free KV blocks still holding a cached prefix", static_cast<double>(sum.kv.blocks_cached));
-              out.counter("troupe_prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache",
-                          static_cast<double>(sum.kv.prefix_query_tokens));
-              out.counter("troupe_prefix_cache_hits_total", "Prompt tokens found in the prefix cache",
-                          static_cast<double>(sum.kv.prefix_hit_tokens));
-              out.gauge("troupe_prefix_cache_hit_rate", "Prefix cache hits over queries (tokens)",
-                        sum.kv.prefix_query_tokens ? static_cast<double>(sum.kv.prefix_hit_tokens) / static_cast<double>(sum.kv.prefix_query_tokens) : 0.0);
-              out.counter("troupe_preemptions_total", "Sequences preempted for lack of KV blocks", static_cast<double>(sum.preemptions));
+              for (const auto& [name, sum] : by_model) {
+                const metric_labels model{{"model", name}};
+                out.gauge("troupe_queue_depth", "Requests waiting to be scheduled", static_cast<double>(sum.waiting), model);
+                out.gauge("troupe_running_sequences", "Sequences in the running batch", static_cast<double>(sum.running), model);
+                out.gauge("troupe_kv_blocks_total", "KV cache blocks in the pool", static_cast<double>(sum.kv.blocks_total), model);
+                out.gauge("troupe_kv_blocks_used", "KV cache blocks referenced by sequences", static_cast<double>(sum.kv.blocks_used), model);
+                out.gauge("troupe_kv_blocks_free", "KV cache blocks free (cached prefixes included)", static_cast<double>(sum.kv.blocks_free), model);
+                out.gauge("troupe_kv_blocks_cached", "Free KV blocks still holding a cached prefix", static_cast<double>(sum.kv.blocks_cached), model);
+                out.counter("troupe_prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache",
+                            static_cast<double>(sum.kv.prefix_query_tokens), model);
+                out.counter("troupe_prefix_cache_hits_total", "Prompt tokens found in the prefix cache",
+                            static_cast<double>(sum.kv.prefix_hit_tokens), model);
+                out.gauge("troupe_prefix_cache_hit_rate", "Prefix cache hits over queries (tokens)",
+                          sum.kv.prefix_query_tokens ? static_cast<double>(sum.kv.prefix_hit_tokens) / static_cast<double>(sum.kv.prefix_query_tokens) : 0.0,
+                          model);
+                out.counter("troupe_preemptions_total", "Sequences preempted for lack of KV blocks", static_cast<double>(sum.preemptions), model);
+              }
               http_response r;
               r.body = out.text();
               r.content_type = std::string(prometheus_writer::content_type);

@@ -141,7 +141,7 @@ typename Inspector::result_type inspect(Inspector& f, kv_block_stats& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, scheduler_stats& x) {
-  return f(caf::meta::type_name("troupe::scheduler_stats"), x.waiting, x.running, x.preemptions, x.steps, x.kv);
+  return f(caf::meta::type_name("troupe::scheduler_stats"), x.model, x.waiting, x.running, x.preemptions, x.steps, x.kv);
 }
 
 /// Adds every troupe message type to cfg under its stable name; call on every node before the

@@ -225,6 +225,7 @@ class router_impl : public router_actor::base {
     };
     auto g = std::make_shared<gathering>();
     g->stats.resize(replicas_.size());
+    for (size_t i = 0; i < replicas_.size(); ++i) g->stats[i].model = replicas_[i].model;
     for (const auto& r : replicas_)
       if (r.scheduler) ++g->missing;
     if (g->missing == 0) return std::move(g->stats);
@@ -237,6 +238,7 @@ class router_impl : public router_actor::base {
       request(replicas_[i].scheduler, stats_timeout, stats_atom_v)
           .then(
               [g, i, done](scheduler_stats& st) {
+                st.model = std::move(g->stats[i].model);
                 g->stats[i] = std::move(st);
                 done();
               },

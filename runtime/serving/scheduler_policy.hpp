@@ -79,6 +79,7 @@ struct token_event {
 
 /// Counters for /metrics.
 struct scheduler_stats {
+  std::string model;         ///< the model the replica serves (filled in by the router)
   int64_t waiting = 0;       ///< queue depth
   int64_t running = 0;
   int64_t preemptions = 0;   ///< total since start

@@ -2,7 +2,9 @@
 // files. Greedy outputs must equal the reference ids' text; bad requests get OpenAI-shaped errors.
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <fstream>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
@@ -227,6 +229,32 @@ TEST_F(ServeApi, ASharedLongPrefixIsServedFromThePrefixCacheWithTheSameTokens) {
   // Every full 16-token block of the prompt but the one holding its last token comes from the cache.
   EXPECT_GE(hits_second, static_cast<double>((prompt_tokens - 1) / 16 * 16)) << m2.body;
   EXPECT_GT(metric(m2.body, "troupe_prefix_cache_hit_rate"), 0.0);
+}
+
+TEST_F(ServeApi, EveryMetricTheGrafanaDashboardQueriesIsServedPerModel) {
+  for (const std::string model : {"stories", "tiny"})
+    ASSERT_EQ(curl(*server_, "/v1/completions", R"({"model":")" + model + R"(","max_tokens":2,"prompt":"Hi"})").status, 200);
+  const auto m = curl(*server_, "/metrics");
+  ASSERT_EQ(m.status, 200);
+  std::ifstream in("deploy/monitoring/grafana-dashboard.json");
+  const auto dashboard = nlohmann::json::parse(in);
+  std::set<std::string> names;
+  for (const auto& panel : dashboard.at("panels"))
+    for (const auto& target : panel.at("targets")) {
+      const std::string expr = target.at("expr");
+      for (size_t p = expr.find("troupe_"); p != std::string::npos; p = expr.find("troupe_", p + 1)) {
+        size_t e = p;
+        while (e < expr.size() && (std::isalnum(static_cast<unsigned char>(expr[e])) || expr[e] == '_')) ++e;
+        names.insert(expr.substr(p, e - p));
+      }
+    }
+  ASSERT_GE(names.size(), 10u);
+  // Each queried series exists with both models' labels (scheduler gauges are per model too).
+  for (const auto& name : names)
+    for (const std::string model : {"stories", "tiny"}) {
+      const std::string prefix = name + "{model=\"" + model + "\"";
+      EXPECT_NE(m.body.find("\n" + prefix), std::string::npos) << prefix << " missing from /metrics";
+    }
 }
 
 TEST_F(ServeApi, ADisconnectedClientIsCancelledAndItsBlocksAreFreed) {
