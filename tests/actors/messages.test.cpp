@@ -119,6 +119,7 @@ void expect_same(const kv_block_stats& a, const kv_block_stats& b) {
   EXPECT_EQ(a.prefix_hit_tokens, b.prefix_hit_tokens);
 }
 void expect_same(const scheduler_stats& a, const scheduler_stats& b) {
+  EXPECT_EQ(a.model, b.model);
   EXPECT_EQ(a.waiting, b.waiting);
   EXPECT_EQ(a.running, b.running);
   EXPECT_EQ(a.preemptions, b.preemptions);
@@ -188,7 +189,7 @@ token_event some_event(finish_kind finish) {
   ev.usage = usage_counts{12, 5, 8};
   return ev;
 }
-scheduler_stats some_stats() { return scheduler_stats{3, 4, 5, 6, kv_block_stats{128, 20, 108, 7, 9, 300, 120}}; }
+scheduler_stats some_stats() { return scheduler_stats{"stories", 3, 4, 5, 6, kv_block_stats{128, 20, 108, 7, 9, 300, 120}}; }
 step_result some_result() { return step_result{99, {{1, some_sample()}, {2, sample_result{}}}, "step: boom"}; }
 
 class Messages : public ::testing::Test {
