@@ -58,10 +58,11 @@ std::vector<float> random_floats(size_t n, uint32_t seed) {
 // real decode step every matmul's weights come from memory, not from the 32 MiB L3.
 struct weight_set {
   std::vector<std::unique_ptr<uint8_t[]>> copies;
+  std::vector<packed_weight> packed;  ///< per copy, when asked for and the type has a packed layout
   size_t bytes = 0;
 };
 
-weight_set make_weights(dtype t, int64_t rows, int64_t cols) {
+weight_set make_weights(dtype t, int64_t rows, int64_t cols, bool pack) {
   weight_set s;
   const size_t rb = row_bytes(t, cols);
   s.bytes = rb * static_cast<size_t>(rows);
@@ -86,19 +87,20 @@ weight_set make_weights(dtype t, int64_t rows, int64_t cols) {
         }
       }
     }
+    if (pack) s.packed.push_back(pack_weight(weight_ref{t, rows, cols, s.copies.back().get()}));
   }
   return s;
 }
 
-void bm_matmul(benchmark::State& state, dtype t) {
+void bm_matmul(benchmark::State& state, dtype t, bool pack = false) {
   const int64_t rows = state.range(0), cols = state.range(1), n_tokens = state.range(2);
   const double bw = read_bandwidth_gbs();
-  const weight_set ws = make_weights(t, rows, cols);
+  const weight_set ws = make_weights(t, rows, cols, pack);
   const auto x = random_floats(static_cast<size_t>(n_tokens * cols), 2);
   std::vector<float> y(static_cast<size_t>(n_tokens * rows));
   size_t i = 0;
   for (auto _ : state) {
-    const weight_ref w{t, rows, cols, ws.copies[i].get()};
+    const weight_ref w{t, rows, cols, ws.copies[i].get(), pack ? ws.packed[i].data.get() : nullptr};
     i = (i + 1) % ws.copies.size();
     matmul(pool(), w, x.data(), n_tokens, y.data());
     benchmark::DoNotOptimize(y.data());
@@ -119,6 +121,7 @@ void matmul_shapes(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK_CAPTURE(bm_matmul, q8_0, dtype::q8_0)->Apply(matmul_shapes);
+BENCHMARK_CAPTURE(bm_matmul, q8_0_packed, dtype::q8_0, true)->Apply(matmul_shapes);
 BENCHMARK_CAPTURE(bm_matmul, q4_0, dtype::q4_0)->Apply(matmul_shapes);
 BENCHMARK_CAPTURE(bm_matmul, f16, dtype::f16)->Apply(matmul_shapes);
 BENCHMARK_CAPTURE(bm_matmul, bf16, dtype::bf16)->Apply(matmul_shapes);
@@ -130,6 +133,7 @@ void batch_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"rows", "cols", "tokens"})->UseRealTime()->Unit(benchmark::kMicrosecond);
 }
 BENCHMARK_CAPTURE(bm_matmul, q8_0_batch, dtype::q8_0)->Apply(batch_shapes);
+BENCHMARK_CAPTURE(bm_matmul, q8_0_packed_batch, dtype::q8_0, true)->Apply(batch_shapes);
 BENCHMARK_CAPTURE(bm_matmul, q4_0_batch, dtype::q4_0)->Apply(batch_shapes);
 BENCHMARK_CAPTURE(bm_matmul, f16_batch, dtype::f16)->Apply(batch_shapes);
 

@@ -4,6 +4,7 @@
 // compiler targets it, multi-threaded through the pool). Fast and reference agree to float rounding.
 
 #include <cstdint>
+#include <memory>
 
 #include "kernels/cpu/thread_pool.hpp"
 #include "kernels/dtype.hpp"
@@ -17,7 +18,25 @@ struct weight_ref {
   int64_t rows = 0;
   int64_t cols = 0;
   const void* data = nullptr;
+  /// Optional copy of data in the fast kernel's preferred layout (pack_weight); matmul uses it when
+  /// set. data must still point at the original rows (get_row and the reference read them).
+  const void* packed = nullptr;
 };
+
+/// A weight copied into the layout a fast kernel prefers. Today: Q8_0 on CPUs with AVX-512 VNNI,
+/// where the blocks of 8 rows are interleaved in 4-byte groups so that one dot-product instruction
+/// multiplies 8 rows by 4 activations and a block ends in one vector of 8 row sums, instead of 8
+/// vectors to convert, scale and reduce. Same bytes as the original (32 quants + an fp16 scale per
+/// row and block). data is null when the type or the build has no such layout; otherwise set
+/// weight_ref::packed = data.get() and keep this alive while the weight_ref is used.
+struct packed_weight {
+  struct free_deleter {
+    void operator()(void* p) const noexcept;
+  };
+  std::unique_ptr<uint8_t[], free_deleter> data;
+  size_t bytes = 0;
+};
+packed_weight pack_weight(const weight_ref& w);
 
 /// How RoPE pairs the dimensions of a head: GGUF/llama2.c rotate adjacent pairs (2i, 2i+1);
 /// Hugging Face checkpoints (and GGUF qwen2) rotate halves (i, i + head_dim/2).

@@ -117,6 +117,17 @@ expected<std::unique_ptr<llama_model>> llama_model::create(model_weights weights
     }
     m->layers_.push_back(ly);
   }
+  if (opts.repack) {
+    auto pack = [&](cpu::weight_ref& w) {
+      cpu::packed_weight p = cpu::pack_weight(w);
+      if (!p.data) return;
+      w.packed = p.data.get();
+      m->packed_.push_back(std::move(p));
+    };
+    pack(m->output_);
+    for (auto& ly : m->layers_)
+      for (cpu::weight_ref* w : {&ly.wq, &ly.wk, &ly.wv, &ly.wo, &ly.w_gate, &ly.w_up, &ly.w_down}) pack(*w);
+  }
   m->inv_freq_ = rope_inv_freq(hp);
   if (hp.scaling.freq_factors) {  // Llama 3.1 GGUF: per-frequency divisors stored as a tensor
     auto factors = vector_f32(m->w_, "rope_freqs.weight", hp.head_dim / 2);

@@ -19,6 +19,10 @@ namespace troupe {
 /// Options of the CPU model runner.
 struct model_options {
   int threads = 0;  ///< worker threads for the kernels, the caller included; 0: all cores
+  /// Copy Q8_0 matrices into the layout of the fast kernel where the CPU has one (cpu::pack_weight:
+  /// 2-3x faster batched steps). The copy takes as much memory as the matrices; the file stays
+  /// mapped but its pages are no longer read. false: run on the mapped file as it is.
+  bool repack = true;
 };
 
 class llama_model {
@@ -55,6 +59,7 @@ class llama_model {
   cpu::weight_ref tok_embd_, output_;
   const float* output_norm_ = nullptr;
   std::vector<layer> layers_;
+  std::vector<cpu::packed_weight> packed_;  ///< owners of the weight_refs' packed copies
   std::vector<float> inv_freq_;
   // Activations for the largest batch seen so far, reused across calls.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, tmp_, last_;

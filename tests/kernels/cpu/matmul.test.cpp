@@ -67,14 +67,16 @@ TEST(Matmul, MatchesReferenceForEveryTypeAndShape) {
                                                            : std::vector<int64_t>{1, 7, 16, 17, 33, 100, 256};
     for (int64_t rows : rows_list) {
       for (int64_t cols : cols_list) {
-        test_weight w(t, rows, cols, seed++);
-        for (int64_t n : n_tokens_list) {
-          const auto x = random_floats(static_cast<size_t>(n * cols), seed++);
-          const auto x_eff = effective_activations(t, x, cols);
-          for (thread_pool* pool : {&pool2, &pool3}) {
-            std::vector<float> y(static_cast<size_t>(n * rows), NAN);
-            matmul(*pool, w.ref, x.data(), n, y.data());
-            expect_close_to_ref(w.ref, x_eff, n, y, "matmul");
+        for (bool pack : test::pack_variants(t)) {
+          test_weight w(t, rows, cols, seed++, pack);
+          for (int64_t n : n_tokens_list) {
+            const auto x = random_floats(static_cast<size_t>(n * cols), seed++);
+            const auto x_eff = effective_activations(t, x, cols);
+            for (thread_pool* pool : {&pool2, &pool3}) {
+              std::vector<float> y(static_cast<size_t>(n * rows), NAN);
+              matmul(*pool, w.ref, x.data(), n, y.data());
+              expect_close_to_ref(w.ref, x_eff, n, y, pack ? "packed matmul" : "matmul");
+            }
           }
         }
       }
@@ -87,12 +89,14 @@ TEST(Matmul, LargeMatrixUsesThreadsAndStaysCorrect) {
   // n_tokens above the chunk size).
   thread_pool pool(2);
   for (dtype t : all_types) {
-    test_weight w(t, 203, 1024, 7);
-    const int64_t n = 70;
-    const auto x = random_floats(static_cast<size_t>(n * 1024), 8);
-    std::vector<float> y(static_cast<size_t>(n * 203));
-    matmul(pool, w.ref, x.data(), n, y.data());
-    expect_close_to_ref(w.ref, effective_activations(t, x, 1024), n, y, "large");
+    for (bool pack : test::pack_variants(t)) {
+      test_weight w(t, 203, 1024, 7, pack);
+      const int64_t n = 70;
+      const auto x = random_floats(static_cast<size_t>(n * 1024), 8);
+      std::vector<float> y(static_cast<size_t>(n * 203));
+      matmul(pool, w.ref, x.data(), n, y.data());
+      expect_close_to_ref(w.ref, effective_activations(t, x, 1024), n, y, pack ? "large packed" : "large");
+    }
   }
 }
 
@@ -129,24 +133,26 @@ TEST(Matmul, OutputOfATokenDoesNotDependOnTheBatchOrThreads) {
   thread_pool pool1(1), pool2(2), pool3(3);
   constexpr int64_t rows = 45, cols = 320, n_all = 80;  // rows not a multiple of the row tile
   for (dtype t : all_types) {
-    test_weight w(t, rows, cols, 11);
-    // Large enough that the 2-thread runs really split rows (rows * cols above the threshold).
-    test_weight wide(t, 203, 320, 12);
-    for (const weight_ref* wr : {&w.ref, &wide.ref}) {
-      const auto x = random_floats(static_cast<size_t>(n_all * cols), 12, -2.0f, 2.0f);
-      std::vector<float> solo(static_cast<size_t>(n_all * wr->rows));
-      for (int64_t i = 0; i < n_all; ++i) matmul(pool1, *wr, x.data() + i * cols, 1, solo.data() + i * wr->rows);
-      for (int64_t batch : {2, 5, 16, 33, 70}) {  // 70: more than one token chunk
-        for (thread_pool* pool : {&pool1, &pool2, &pool3}) {
-          // Slide the batch window so each token appears at several positions.
-          for (int64_t start : {int64_t{0}, int64_t{1}, n_all - batch}) {
-            std::vector<float> y(static_cast<size_t>(batch * wr->rows));
-            matmul(*pool, *wr, x.data() + start * cols, batch, y.data());
-            for (int64_t i = 0; i < batch; ++i) {
-              ASSERT_EQ(0, std::memcmp(y.data() + i * wr->rows, solo.data() + (start + i) * wr->rows,
-                                       static_cast<size_t>(wr->rows) * sizeof(float)))
-                  << "type " << to_string(t) << " rows " << wr->rows << " batch " << batch << " start " << start
-                  << " token " << start + i << " threads " << pool->size();
+    for (bool pack : test::pack_variants(t)) {
+      test_weight w(t, rows, cols, 11, pack);
+      // Large enough that the 2-thread runs really split rows (rows * cols above the threshold).
+      test_weight wide(t, 203, 320, 12, pack);
+      for (const weight_ref* wr : {&w.ref, &wide.ref}) {
+        const auto x = random_floats(static_cast<size_t>(n_all * cols), 12, -2.0f, 2.0f);
+        std::vector<float> solo(static_cast<size_t>(n_all * wr->rows));
+        for (int64_t i = 0; i < n_all; ++i) matmul(pool1, *wr, x.data() + i * cols, 1, solo.data() + i * wr->rows);
+        for (int64_t batch : {2, 5, 16, 33, 70}) {  // 70: more than one token chunk
+          for (thread_pool* pool : {&pool1, &pool2, &pool3}) {
+            // Slide the batch window so each token appears at several positions.
+            for (int64_t start : {int64_t{0}, int64_t{1}, n_all - batch}) {
+              std::vector<float> y(static_cast<size_t>(batch * wr->rows));
+              matmul(*pool, *wr, x.data() + start * cols, batch, y.data());
+              for (int64_t i = 0; i < batch; ++i) {
+                ASSERT_EQ(0, std::memcmp(y.data() + i * wr->rows, solo.data() + (start + i) * wr->rows,
+                                         static_cast<size_t>(wr->rows) * sizeof(float)))
+                    << "type " << to_string(t) << (pack ? " packed" : "") << " rows " << wr->rows << " batch " << batch << " start " << start
+                    << " token " << start + i << " threads " << pool->size();
+              }
             }
           }
         }

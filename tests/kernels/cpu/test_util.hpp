@@ -23,14 +23,27 @@ struct test_weight {
   std::vector<uint8_t> bytes;
   weight_ref ref;
 
-  test_weight(dtype t, int64_t rows, int64_t cols, uint32_t seed) {
+  packed_weight packed;
+
+  /// pack: also give the kernel pack_weight's layout (when the type and build have one).
+  test_weight(dtype t, int64_t rows, int64_t cols, uint32_t seed, bool pack = false) {
     const size_t rb = row_bytes(t, cols);
     bytes.resize(rb * static_cast<size_t>(rows));
     const auto f = random_floats(static_cast<size_t>(rows * cols), seed);
     for (int64_t r = 0; r < rows; ++r) quantize_row(t, f.data() + r * cols, bytes.data() + r * rb, cols);
     ref = weight_ref{t, rows, cols, bytes.data()};
+    if (pack) {
+      packed = pack_weight(ref);
+      ref.packed = packed.data.get();
+    }
   }
 };
+
+/// The ways the fast matmul can see a weight of type t: as stored, and repacked where it can be.
+inline std::vector<bool> pack_variants(dtype t) {
+  const test_weight probe(t, 1, 32, 0, true);
+  return probe.ref.packed ? std::vector<bool>{false, true} : std::vector<bool>{false};
+}
 
 inline const dtype all_types[] = {dtype::f32, dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0};
 
