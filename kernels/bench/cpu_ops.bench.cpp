@@ -123,6 +123,7 @@ void matmul_shapes(benchmark::internal::Benchmark* b) {
 BENCHMARK_CAPTURE(bm_matmul, q8_0, dtype::q8_0)->Apply(matmul_shapes);
 BENCHMARK_CAPTURE(bm_matmul, q8_0_packed, dtype::q8_0, true)->Apply(matmul_shapes);
 BENCHMARK_CAPTURE(bm_matmul, q4_0, dtype::q4_0)->Apply(matmul_shapes);
+BENCHMARK_CAPTURE(bm_matmul, q4_0_packed, dtype::q4_0, true)->Apply(matmul_shapes);
 BENCHMARK_CAPTURE(bm_matmul, f16, dtype::f16)->Apply(matmul_shapes);
 BENCHMARK_CAPTURE(bm_matmul, bf16, dtype::bf16)->Apply(matmul_shapes);
 BENCHMARK_CAPTURE(bm_matmul, f32, dtype::f32)->Apply(matmul_shapes);
@@ -135,6 +136,7 @@ void batch_shapes(benchmark::internal::Benchmark* b) {
 BENCHMARK_CAPTURE(bm_matmul, q8_0_batch, dtype::q8_0)->Apply(batch_shapes);
 BENCHMARK_CAPTURE(bm_matmul, q8_0_packed_batch, dtype::q8_0, true)->Apply(batch_shapes);
 BENCHMARK_CAPTURE(bm_matmul, q4_0_batch, dtype::q4_0)->Apply(batch_shapes);
+BENCHMARK_CAPTURE(bm_matmul, q4_0_packed_batch, dtype::q4_0, true)->Apply(batch_shapes);
 BENCHMARK_CAPTURE(bm_matmul, f16_batch, dtype::f16)->Apply(batch_shapes);
 
 // The cost of one empty parallel job: the floor under every small op of a decode step.

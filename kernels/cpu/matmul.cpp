@@ -121,9 +121,9 @@ void matmul(thread_pool& pool, const weight_ref& w, const float* x, int64_t n_to
       detail::quantize_activations(x, w.cols, 0, n_tokens, qp, dp, cp, offset);
     }
     const detail::q8_activations act{qp, dp, cp, nb};
-#if defined(TROUPE_Q8_PACKED)
-    if (w.type == dtype::q8_0 && w.packed) {
-      split_rows(pool, w, detail::packed_rows, [&](int64_t r0, int64_t r1) { detail::matmul_rows_q8_0_packed(w, act, n_tokens, r0, r1, y); });
+#if defined(TROUPE_Q_PACKED)
+    if (w.packed) {
+      split_rows(pool, w, detail::packed_rows, [&](int64_t r0, int64_t r1) { detail::matmul_rows_packed(w, act, n_tokens, r0, r1, y); });
       return;
     }
 #endif

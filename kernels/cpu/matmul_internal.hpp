@@ -33,13 +33,13 @@ void matmul_rows_q8_0(const weight_ref& w, const q8_activations& x, int64_t n_to
 void matmul_rows_q4_0(const weight_ref& w, const q8_activations& x, int64_t n_tokens, int64_t r0,
                       int64_t r1, float* y);
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-#define TROUPE_Q8_PACKED 1
+#define TROUPE_Q_PACKED 1
 /// Rows per packed group (the lanes of one 256-bit vector of int32 sums).
 inline constexpr int64_t packed_rows = 8;
-/// Q8_0 weights in pack_weight's layout: y[t * rows + r] for r in [r0, r1) (r0 a multiple of
-/// packed_rows), t in [0, n_tokens).
-void matmul_rows_q8_0_packed(const weight_ref& w, const q8_activations& x, int64_t n_tokens, int64_t r0,
-                             int64_t r1, float* y);
+/// Q8_0 or Q4_0 weights in pack_weight's layout (w.packed): y[t * rows + r] for r in [r0, r1) (r0 a
+/// multiple of packed_rows), t in [0, n_tokens).
+void matmul_rows_packed(const weight_ref& w, const q8_activations& x, int64_t n_tokens, int64_t r0,
+                        int64_t r1, float* y);
 #endif
 void matmul_rows_float(const weight_ref& w, const float* x, int64_t n_tokens, int64_t r0, int64_t r1,
                        float* y);

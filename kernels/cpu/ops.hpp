@@ -23,11 +23,10 @@ struct weight_ref {
   const void* packed = nullptr;
 };
 
-/// A weight copied into the layout a fast kernel prefers. Today: Q8_0 on CPUs with AVX-512 VNNI,
-/// where the blocks of 8 rows are interleaved in 4-byte groups so that one dot-product instruction
-/// multiplies 8 rows by 4 activations and a block ends in one vector of 8 row sums, instead of 8
-/// vectors to convert, scale and reduce. Same bytes as the original (32 quants + an fp16 scale per
-/// row and block). data is null when the type or the build has no such layout; otherwise set
+/// A weight copied into the layout a fast kernel prefers. Today: Q8_0 and Q4_0 on CPUs with
+/// AVX-512 VNNI, where the blocks of 8 rows are interleaved in 4-byte groups so that one
+/// dot-product instruction multiplies 8 rows by 4 activations and a block ends in one vector of 8
+/// row sums, instead of 8 vectors to convert, scale and reduce. Same bytes as the original. data is null when the type or the build has no such layout; otherwise set
 /// weight_ref::packed = data.get() and keep this alive while the weight_ref is used.
 struct packed_weight {
   struct free_deleter {

@@ -19,7 +19,7 @@ namespace troupe {
 /// Options of the CPU model runner.
 struct model_options {
   int threads = 0;  ///< worker threads for the kernels, the caller included; 0: all cores
-  /// Copy Q8_0 matrices into the layout of the fast kernel where the CPU has one (cpu::pack_weight:
+  /// Copy Q8_0 and Q4_0 matrices into the layout of the fast kernel where the CPU has one (cpu::pack_weight:
   /// 2-3x faster batched steps). The copy takes as much memory as the matrices; the file stays
   /// mapped but its pages are no longer read. false: run on the mapped file as it is.
   bool repack = true;
