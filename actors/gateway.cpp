@@ -235,6 +235,7 @@ void gateway::impl::handle_generate(const http_request& req, std::shared_ptr<res
       if (r.params.seed && g.n > 1) r.params.seed = *r.params.seed + static_cast<uint64_t>(j);  // n seeded choices differ
       r.max_tokens = budget.value();
       r.stop = g.stop;
+      r.ignore_eos = g.ignore_eos;
       st->choice_of[r.id] = index;
       st->requests.push_back(std::move(r));
       st->prompt_of_choice.push_back(static_cast<int64_t>(p));

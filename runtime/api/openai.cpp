@@ -236,6 +236,11 @@ maybe_error parse_common(const json& obj, const request_limits& limits, generati
     }
   }
   {
+    std::optional<bool> ignore_eos;  // vLLM's extension: benchmarks use it to fix output lengths
+    TROUPE_API_TRY(read_bool(obj, "ignore_eos", ignore_eos));
+    req.ignore_eos = ignore_eos.value_or(false);
+  }
+  {
     std::optional<std::string> user;
     TROUPE_API_TRY(read_string(obj, "user", user));
     req.user = user.value_or("");

@@ -4,7 +4,7 @@
 // No I/O here; the HTTP server (runtime/http) and the gateway actor do that.
 //
 // Field names, ranges and error shapes follow the OpenAI API reference (and vLLM's extensions:
-// top_k, min_p, repetition_penalty, stop_token_ids). Unknown fields are ignored, as OpenAI does.
+// top_k, min_p, repetition_penalty, stop_token_ids, ignore_eos). Unknown fields are ignored, as OpenAI does.
 //
 // Status for a prompt longer than the context: 400 with code "context_length_exceeded", as OpenAI
 // and vLLM return it (not 422), so that clients that match on OpenAI's behaviour keep working.
@@ -104,6 +104,7 @@ struct generation_request {
   bool logprobs = false;               ///< return the chosen tokens' log-probabilities
   bool stream = false;
   bool include_usage = false;          ///< stream_options.include_usage
+  bool ignore_eos = false;             ///< vLLM's extension: do not stop at EOS (max_tokens still does)
   std::string user;
 
   /// Choices in the response: prompts x n for completions, n for chat.

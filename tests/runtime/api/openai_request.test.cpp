@@ -82,6 +82,7 @@ TEST(OpenaiChatRequest, EveryFieldMapsToTheRequest) {
   j["stream_options"] = {{"include_usage", true}};
   j["user"] = "u-1";
   j["stop_token_ids"] = json::array({2, 7});
+  j["ignore_eos"] = true;
   j["tools_unknown_field"] = {{"ignored", true}};
   auto r = chat(j);
   ASSERT_TRUE(r.has_value()) << r.error().message;
@@ -108,6 +109,7 @@ TEST(OpenaiChatRequest, EveryFieldMapsToTheRequest) {
   EXPECT_TRUE(r->include_usage);
   EXPECT_EQ(r->user, "u-1");
   EXPECT_EQ(r->sampling.stop_token_ids, (std::vector<int32_t>{2, 7}));
+  EXPECT_TRUE(r->ignore_eos);
 }
 
 TEST(OpenaiChatRequest, MaxCompletionTokensWinsOverMaxTokens) {
@@ -186,6 +188,7 @@ TEST(OpenaiChatRequest, WrongTypesNameTheField) {
   expect_bad(chat(with(chat_base(), "stream", "yes")), "stream", "invalid_type");
   expect_bad(chat(with(chat_base(), "logprobs", 3)), "logprobs", "invalid_type");
   expect_bad(chat(with(chat_base(), "user", 7)), "user", "invalid_type");
+  expect_bad(chat(with(chat_base(), "ignore_eos", "yes")), "ignore_eos", "invalid_type");
   expect_bad(chat(with(chat_base(), "model", 7)), "model", "invalid_type");
   expect_bad(chat(with(chat_base(), "messages", "hi")), "messages", "invalid_type");
   expect_bad(chat(with(with(chat_base(), "stream", true), "stream_options", 1)), "stream_options", "invalid_type");
