@@ -35,6 +35,10 @@ struct serve_args {
   model_config model_defaults;      ///< settings of the --model entries
 };
 
+}  // namespace
+
+// default_model and split_model_arg are shared with `troupe bench` (commands.hpp).
+
 /// The model served when none is given: $TROUPE_MODEL, else the local model cache, else the
 /// stories260K model of ../shared beside the checkout.
 expected<std::string> default_model() {
@@ -58,6 +62,8 @@ std::pair<std::string, std::string> split_model_arg(const std::string& arg) {
   const std::string name = fs::is_directory(p) ? p.filename().string() : p.stem().string();
   return {name, arg};
 }
+
+namespace {
 
 #if defined(TROUPE_HAVE_ACTORS)
 /// The models and server settings: the config file's, then the --model entries.

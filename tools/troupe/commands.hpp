@@ -3,6 +3,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include <string>
+#include <utility>
+
+#include "runtime/core/error.hpp"
+
 namespace troupe::cli {
 
 /// Exit code of the subcommand that ran (callbacks write it).
@@ -15,5 +20,11 @@ void add_make_model(CLI::App& app);
 void add_bench_engine(CLI::App& app);
 void add_serve(CLI::App& app);
 void add_pull(CLI::App& app);
+void add_bench(CLI::App& app);
+
+/// The model `troupe serve` serves when none is given: $TROUPE_MODEL, the model cache, ../shared.
+expected<std::string> default_model();
+/// "NAME=PATH" or "PATH" as {name, path}; a bare path is named by its file stem or directory name.
+std::pair<std::string, std::string> split_model_arg(const std::string& arg);
 
 }  // namespace troupe::cli

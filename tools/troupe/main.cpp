@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   troupe::cli::add_inspect(app);
   troupe::cli::add_make_model(app);
   troupe::cli::add_bench_engine(app);
+  troupe::cli::add_bench(app);
   troupe::cli::add_serve(app);
   troupe::cli::add_pull(app);
   CLI11_PARSE(app, argc, argv);
