@@ -15,6 +15,7 @@
 
 #include "runtime/core/log.hpp"
 #include "runtime/serving/router_policy.hpp"
+#include "runtime/serving/routing_strategies.hpp"
 
 namespace troupe {
 
@@ -92,8 +93,12 @@ caf::behavior event_relay(caf::stateful_actor<relay_state>* self, request_id id,
 
 class router_impl : public router_actor::base {
  public:
-  router_impl(caf::actor_config& cfg, std::vector<replica_entry> replicas)
-      : router_actor::base(cfg), replicas_(std::move(replicas)) {}
+  router_impl(caf::actor_config& cfg, std::vector<replica_entry> replicas, std::unique_ptr<replica_strategy> strategy,
+              int prefix_blocks)
+      : router_actor::base(cfg),
+        replicas_(std::move(replicas)),
+        policy_(std::move(strategy)),
+        prefix_blocks_(prefix_blocks) {}
 
   behavior_type make_behavior() override {
     for (const auto& r : replicas_) {
@@ -131,12 +136,8 @@ class router_impl : public router_actor::base {
     bool cancelled = false;
   };
 
-  /// The prefix key of a prompt (for a strategy that keeps shared prefixes on one replica): the
-  /// bytes of its first tokens.
-  static std::string prefix_key(const serving_request& r) {
-    const size_t n = std::min<size_t>(r.prompt.size(), 64);
-    return std::string(reinterpret_cast<const char*>(r.prompt.data()), n * sizeof(int32_t));
-  }
+  /// The prefix key of a prompt (for a strategy that keeps shared prefixes on one replica).
+  std::string prefix_key(const serving_request& r) const { return troupe::prefix_key(r.prompt, prefix_blocks_); }
 
   void on_route(std::string model, serving_request r, caf::actor subscriber) {
     const request_id id = r.id;
@@ -249,6 +250,7 @@ class router_impl : public router_actor::base {
 
   std::vector<replica_entry> replicas_;
   router_policy policy_;
+  int prefix_blocks_;                                        ///< whole blocks of the prompt in the prefix key
   std::unordered_map<std::string, scheduler_actor> by_id_;   ///< replica id -> scheduler
   std::map<caf::actor_addr, std::string> by_addr_;           ///< scheduler -> replica id
   std::unordered_map<request_id, routed> requests_;          ///< in flight
@@ -258,7 +260,15 @@ class router_impl : public router_actor::base {
 }  // namespace
 
 router_actor spawn_router(caf::actor_system& sys, std::vector<replica_entry> replicas) {
-  return sys.spawn<router_impl>(std::move(replicas));
+  return sys.spawn<router_impl>(std::move(replicas), std::make_unique<least_loaded_strategy>(),
+                                routing_config{}.prefix_blocks);
+}
+
+expected<router_actor> spawn_router(caf::actor_system& sys, std::vector<replica_entry> replicas,
+                                    const routing_config& routing) {
+  auto strategy = make_replica_strategy(routing);
+  TROUPE_TRY(strategy);
+  return sys.spawn<router_impl>(std::move(replicas), std::move(*strategy), routing.prefix_blocks);
 }
 
 }  // namespace troupe

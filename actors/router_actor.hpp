@@ -1,8 +1,9 @@
 #pragma once
 // The router actor: model name -> the schedulers of its replicas. It picks a replica with a
-// router_policy (least-loaded healthy replica for now), forwards the request, remembers which
-// replica holds it (for cancel), counts in-flight load, and marks a replica unhealthy when its
-// scheduler goes down (monitoring), retrying a request that had no token yet on another replica.
+// router_policy (the strategy of the routing config over the prompt's prefix key: CHWBL by
+// default), forwards the request, remembers which replica holds it (for cancel), counts in-flight
+// load, and marks a replica unhealthy when its scheduler goes down (monitoring), retrying a request
+// that had no token yet on another replica.
 
 #include <string>
 #include <vector>
@@ -14,6 +15,8 @@
 
 #include "actors/messages.hpp"
 #include "actors/scheduler_actor.hpp"
+#include "runtime/core/error.hpp"
+#include "runtime/serving/routing_strategies.hpp"
 
 namespace troupe {
 
@@ -31,6 +34,11 @@ using router_actor = caf::typed_actor<caf::reacts_to<std::string, serving_reques
                                       caf::reacts_to<cancel_atom, request_id>,
                                       caf::replies_to<stats_atom>::with<std::vector<scheduler_stats>>>;
 
+/// A router that sends each request to the least-loaded healthy replica (no prefix affinity).
 router_actor spawn_router(caf::actor_system& sys, std::vector<replica_entry> replicas);
+/// A router with the config's strategy and prefix key; invalid_argument (naming the field) when
+/// the config is not valid.
+expected<router_actor> spawn_router(caf::actor_system& sys, std::vector<replica_entry> replicas,
+                                    const routing_config& routing);
 
 }  // namespace troupe

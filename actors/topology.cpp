@@ -44,6 +44,8 @@ expected<local_topology> spawn_topology(caf::actor_system& sys, const serve_conf
     topo.shutdown();
     return make_error(e.code(), "model '" + model + "': " + e.message());
   };
+  // A bad routing config fails before any model is loaded.
+  TROUPE_TRY(validate(cfg.routing));
   for (model_config mc : cfg.models) {
     auto resolved = resolve_model_path(mc.path);  // hf:REPO/FILE -> the cached file, pulled if missing
     if (!resolved) return fail(mc.name, resolved.error());
@@ -80,7 +82,14 @@ expected<local_topology> spawn_topology(caf::actor_system& sys, const serve_conf
     topo.models.push_back(served_model{mc.name, tok, context_length});
     spdlog::info("topology: model '{}' from {} ({} replica{})", mc.name, mc.path, mc.replicas, mc.replicas == 1 ? "" : "s");
   }
-  topo.router = spawn_router(sys, std::move(replicas));
+  auto router = spawn_router(sys, std::move(replicas), cfg.routing);
+  if (!router) {
+    topo.shutdown();
+    return unexpected{router.error()};
+  }
+  topo.router = *router;
+  spdlog::info("topology: routing {} (load_factor {}, prefix_blocks {}, virtual_nodes {})", cfg.routing.strategy,
+               cfg.routing.load_factor, cfg.routing.prefix_blocks, cfg.routing.virtual_nodes);
   topo.actors.push_back(caf::actor_cast<caf::actor>(topo.router));
   return topo;
 }

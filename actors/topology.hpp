@@ -1,6 +1,6 @@
 #pragma once
 // The single-process actor topology of troupe: for each configured model, its replicas (a shard and a
-// scheduler each) and one router in front of them all. `troupe serve` puts a gateway in front of the
+// scheduler each) and one router in front of them all, routing as the config's `routing` says. `troupe serve` puts a gateway in front of the
 // router; the embedding API (embedded.hpp) talks to the router directly.
 
 #include <memory>

@@ -37,7 +37,8 @@ status read(const YAML::Node& node, const char* key, T& out, const std::string& 
   try {
     out = v.as<T>();
   } catch (const YAML::Exception&) {
-    const char* want = std::is_same_v<T, bool> ? "true or false" : std::is_integral_v<T> ? "an integer" : "a string";
+    const char* want = std::is_same_v<T, bool> ? "true or false" : std::is_integral_v<T> ? "an integer"
+                       : std::is_floating_point_v<T> ? "a number" : "a string";
     return config_error(origin, where + key, std::string("must be ") + want);
   }
   return {};
@@ -80,7 +81,7 @@ expected<serve_config> parse_serve_config(const std::string& yaml_text, const st
   serve_config cfg;
   if (!root || root.IsNull()) return config_error(origin, "models", "the file is empty; list at least one model");
   if (!root.IsMap()) return config_error(origin, "(top level)", "must be a mapping with `server` and `models`");
-  TROUPE_TRY(check_keys(root, {"server", "models"}, origin, ""));
+  TROUPE_TRY(check_keys(root, {"server", "models", "routing"}, origin, ""));
   if (const YAML::Node s = root["server"]) {
     if (!s.IsMap()) return config_error(origin, "server", "must be a mapping");
     TROUPE_TRY(check_keys(s, {"host", "port", "http_threads"}, origin, "server."));
@@ -90,6 +91,16 @@ expected<serve_config> parse_serve_config(const std::string& yaml_text, const st
     if (cfg.server.port < 0 || cfg.server.port > 65535)
       return config_error(origin, "server.port", "must be in 0..65535, got " + std::to_string(cfg.server.port));
     TROUPE_TRY(positive(cfg.server.http_threads, false, origin, "server.http_threads"));
+  }
+  if (const YAML::Node r = root["routing"]) {
+    if (!r.IsMap()) return config_error(origin, "routing", "must be a mapping");
+    TROUPE_TRY(check_keys(r, {"strategy", "load_factor", "prefix_blocks", "virtual_nodes"}, origin, "routing."));
+    TROUPE_TRY(read(r, "strategy", cfg.routing.strategy, origin, "routing."));
+    TROUPE_TRY(read(r, "load_factor", cfg.routing.load_factor, origin, "routing."));
+    TROUPE_TRY(read(r, "prefix_blocks", cfg.routing.prefix_blocks, origin, "routing."));
+    TROUPE_TRY(read(r, "virtual_nodes", cfg.routing.virtual_nodes, origin, "routing."));
+    // validate() names the field ("routing.load_factor: ..."); the origin goes in front.
+    if (auto st = validate(cfg.routing); !st) return make_error(errc::invalid_argument, origin + ": " + st.error().message());
   }
   const YAML::Node models = root["models"];
   if (!models || !models.IsSequence() || models.size() == 0)

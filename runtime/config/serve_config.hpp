@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "runtime/core/error.hpp"
+#include "runtime/serving/routing_strategies.hpp"
 
 namespace troupe {
 
@@ -37,6 +38,7 @@ struct server_config {
 struct serve_config {
   server_config server;
   std::vector<model_config> models;
+  routing_config routing;  ///< how the router spreads requests over each model's replicas
 };
 
 /// Parses YAML text; `origin` names the source in error messages. Relative model paths resolve

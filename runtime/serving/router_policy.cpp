@@ -19,17 +19,19 @@ router_policy::router_policy(std::unique_ptr<replica_strategy> strategy) : strat
 status router_policy::add_replica(const std::string& model, const std::string& replica_id) {
   if (replicas_.count(replica_id))
     return make_error(errc::invalid_argument, "router: replica '" + replica_id + "' is already registered");
-  replicas_.emplace(replica_id, replica_info{replica_id, model, true, 0});
-  by_model_[model].push_back(replica_id);
+  auto it = replicas_.emplace(replica_id, replica_info{replica_id, model, true, 0}).first;
+  by_model_[model].push_back(&it->second);
+  strategy_->on_replica_added(it->second);
   return {};
 }
 
 status router_policy::remove_replica(const std::string& replica_id) {
   auto it = replicas_.find(replica_id);
   if (it == replicas_.end()) return make_error(errc::not_found, "router: no replica '" + replica_id + "'");
-  auto& ids = by_model_[it->second.model];
-  ids.erase(std::remove(ids.begin(), ids.end(), replica_id), ids.end());
-  if (ids.empty()) by_model_.erase(it->second.model);
+  auto& mine = by_model_[it->second.model];
+  std::erase(mine, &it->second);
+  if (mine.empty()) by_model_.erase(it->second.model);
+  strategy_->on_replica_removed(it->second);
   replicas_.erase(it);
   return {};
 }
@@ -44,14 +46,14 @@ expected<std::string> router_policy::pick_excluding(const std::string& model, st
   if (m == by_model_.end()) return make_error(errc::not_found, "model '" + model + "' is not served here");
   std::vector<const replica_info*> candidates;
   size_t unhealthy = 0;
-  for (const auto& id : m->second) {
-    const replica_info& r = replicas_.at(id);
-    if (!r.healthy) {
+  candidates.reserve(m->second.size());
+  for (const replica_info* r : m->second) {
+    if (!r->healthy) {
       ++unhealthy;
       continue;
     }
-    if (std::find(tried.begin(), tried.end(), id) != tried.end()) continue;
-    candidates.push_back(&r);
+    if (std::find(tried.begin(), tried.end(), r->id) != tried.end()) continue;
+    candidates.push_back(r);
   }
   if (candidates.empty())
     return make_error(errc::unavailable, "model '" + model + "' has no available replica (" +

@@ -2,8 +2,8 @@
 // The router's policy: for every model name, its replicas with their health and in-flight load,
 // and the choice of a replica for a request. Plain host code; the router actor owns one.
 //
-// The choice itself is a strategy object (least-loaded today; consistent hashing with bounded
-// loads over the prefix key comes later) chosen once when the router is built.
+// The choice itself is a strategy object chosen once when the router is built: least-loaded here,
+// round-robin and (bounded-load) consistent hashing over the prefix key in routing_strategies.hpp.
 
 #include <cstdint>
 #include <map>
@@ -31,6 +31,10 @@ class replica_strategy {
   virtual ~replica_strategy() = default;
   virtual const replica_info& choose(std::span<const replica_info* const> candidates,
                                      std::string_view prefix_key) = 0;
+  /// A replica joined / left the router (a hash ring places or drops its points). Health changes
+  /// are not membership changes: an unhealthy replica is just not among the candidates.
+  virtual void on_replica_added(const replica_info& /*replica*/) {}
+  virtual void on_replica_removed(const replica_info& /*replica*/) {}
 };
 
 /// The least loaded replica; ties go to the smallest id.
@@ -49,7 +53,7 @@ class router_policy {
   /// Removes a replica; not_found when unknown.
   status remove_replica(const std::string& replica_id);
 
-  /// A healthy replica for model, least loaded first (by the strategy). not_found names the model
+  /// A healthy replica for model, chosen by the strategy. not_found names the model
   /// when it is unknown or none of its replicas is healthy.
   expected<std::string> pick(const std::string& model, std::string_view prefix_key);
   /// As pick, skipping replicas already tried for this request (a retry after a failure).
@@ -72,7 +76,7 @@ class router_policy {
  private:
   std::unique_ptr<replica_strategy> strategy_;
   std::map<std::string, replica_info> replicas_;                 ///< by id
-  std::map<std::string, std::vector<std::string>> by_model_;     ///< model -> replica ids
+  std::map<std::string, std::vector<const replica_info*>> by_model_;  ///< model -> its replicas (in replicas_)
 };
 
 }  // namespace troupe

@@ -32,6 +32,7 @@ struct serve_args {
   std::string host = "127.0.0.1";
   int port = 8000;
   bool host_given = false, port_given = false;
+  std::string routing;              ///< --routing: the router's strategy, over the config's
   model_config model_defaults;      ///< settings of the --model entries
 };
 
@@ -76,6 +77,7 @@ expected<serve_config> resolve_config(const serve_args& a) {
   }
   if (a.host_given || a.config.empty()) cfg.server.host = a.host;
   if (a.port_given || a.config.empty()) cfg.server.port = a.port;
+  if (!a.routing.empty()) cfg.routing.strategy = a.routing;
   std::vector<std::string> model_args = a.models;
   if (model_args.empty() && cfg.models.empty()) {
     auto d = default_model();
@@ -154,6 +156,10 @@ void add_serve(CLI::App& app) {
   cmd->add_option("--config,-c", args->config, "YAML config: server settings and models (see deploy/troupe.yaml)");
   cmd->add_option("--host", args->host, "address to bind (overrides the config)")->capture_default_str();
   cmd->add_option("--port", args->port, "port, 0: any free port, printed on stderr (overrides the config)")->capture_default_str()->check(CLI::Range(0, 65535));
+  std::vector<std::string> strategies(routing_strategy_names().begin(), routing_strategy_names().end());
+  cmd->add_option("--routing", args->routing, "how requests spread over replicas: " + routing_strategy_list() +
+                                                  " (default: the config's, else chwbl)")
+      ->check(CLI::IsMember(strategies));
   model_config& d = args->model_defaults;
   cmd->add_option("--threads,-t", d.threads, "CPU threads per replica of a --model (default: all cores)");
   cmd->add_option("--replicas", d.replicas, "replicas of each --model")->capture_default_str()->check(CLI::PositiveNumber);

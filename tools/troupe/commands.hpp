@@ -20,6 +20,7 @@ void add_make_model(CLI::App& app);
 void add_bench_engine(CLI::App& app);
 void add_serve(CLI::App& app);
 void add_pull(CLI::App& app);
+void add_route_sim(CLI::App& app);
 void add_bench(CLI::App& app);
 
 /// The model `troupe serve` serves when none is given: $TROUPE_MODEL, the model cache, ../shared.
