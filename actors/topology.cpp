@@ -54,6 +54,7 @@ expected<local_topology> spawn_topology(caf::actor_system& sys, const serve_conf
     eo.model_path = mc.path;
     eo.tokenizer_path = mc.tokenizer;
     eo.model.threads = mc.threads;
+    eo.device = mc.device;
     eo.kv.max_bytes = static_cast<size_t>(mc.kv_cache_mb) << 20;
     eo.kv.n_blocks = mc.kv_blocks;
     eo.kv_full_contexts = mc.max_num_seqs;  // room for many sequences, within the byte budget
@@ -66,7 +67,7 @@ expected<local_topology> spawn_topology(caf::actor_system& sys, const serve_conf
       if (!eng) return fail(mc.name, eng.error());
       if (!tok) {
         tok = (*eng)->shared_tokenizer();
-        context_length = (*eng)->model().hparams().context_length;
+        context_length = (*eng)->hparams().context_length;
       }
       const shard_actor shard = spawn_shard(sys, std::make_unique<shard_runner>(std::move(*eng)));
       topo.actors.push_back(caf::actor_cast<caf::actor>(shard));

@@ -23,13 +23,38 @@ else()
   set(TROUPE_HAVE_CAF OFF)
 endif()
 
-# The CUDA backend is built whenever nvcc is found.
+# The CUDA backend is built whenever nvcc is found (a GPU is only needed to run it): Ampere and
+# Hopper unless CMAKE_CUDA_ARCHITECTURES says otherwise. NCCL (tensor parallel across a node's GPUs)
+# is optional within it.
 include(CheckLanguage)
 check_language(CUDA)
+# A compiler named on the command line that is not there (-DCMAKE_CUDA_COMPILER=/nonexistent, how a
+# build without nvcc is checked on a machine that has one) counts as absent.
 if(CMAKE_CUDA_COMPILER)
+  find_program(troupe_nvcc NAMES ${CMAKE_CUDA_COMPILER} NO_CACHE)
+endif()
+if(troupe_nvcc)
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES "80;90")
+  endif()
+  enable_language(CUDA)
+  find_package(CUDAToolkit REQUIRED)
   set(TROUPE_HAVE_CUDA ON)
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} ${CUDAToolkit_LIBRARY_ROOT}/include)
+  find_library(NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}/lib)
+  if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
+    add_library(troupe::nccl UNKNOWN IMPORTED)
+    set_target_properties(troupe::nccl PROPERTIES IMPORTED_LOCATION ${NCCL_LIBRARY}
+                          INTERFACE_INCLUDE_DIRECTORIES ${NCCL_INCLUDE_DIR})
+    set(TROUPE_HAVE_NCCL ON)
+  else()
+    message(STATUS "NCCL not found: the NCCL communicator is not built")
+    set(TROUPE_HAVE_NCCL OFF)
+  endif()
 else()
+  message(STATUS "nvcc not found: the CUDA backend is not built")
   set(TROUPE_HAVE_CUDA OFF)
+  set(TROUPE_HAVE_NCCL OFF)
 endif()
 
 if(TROUPE_BUILD_TESTS)

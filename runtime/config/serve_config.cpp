@@ -7,6 +7,8 @@
 #include <set>
 #include <sstream>
 
+#include "runtime/model/model_runner.hpp"
+
 namespace troupe {
 namespace {
 
@@ -110,7 +112,7 @@ expected<serve_config> parse_serve_config(const std::string& yaml_text, const st
     const YAML::Node m = models[i];
     const std::string where = "models[" + std::to_string(i) + "].";
     if (!m.IsMap()) return config_error(origin, "models[" + std::to_string(i) + "]", "must be a mapping");
-    TROUPE_TRY(check_keys(m, {"name", "path", "tokenizer", "replicas", "threads", "kv_cache_mb", "kv_blocks", "max_num_seqs",
+    TROUPE_TRY(check_keys(m, {"name", "path", "tokenizer", "replicas", "threads", "device", "kv_cache_mb", "kv_blocks", "max_num_seqs",
                               "max_num_batched_tokens", "enable_prefix_caching"},
                           origin, where));
     model_config mc;
@@ -119,6 +121,7 @@ expected<serve_config> parse_serve_config(const std::string& yaml_text, const st
     TROUPE_TRY(read(m, "tokenizer", mc.tokenizer, origin, where));
     TROUPE_TRY(read(m, "replicas", mc.replicas, origin, where));
     TROUPE_TRY(read(m, "threads", mc.threads, origin, where));
+    TROUPE_TRY(read(m, "device", mc.device, origin, where));
     TROUPE_TRY(read(m, "kv_cache_mb", mc.kv_cache_mb, origin, where));
     TROUPE_TRY(read(m, "kv_blocks", mc.kv_blocks, origin, where));
     TROUPE_TRY(read(m, "max_num_seqs", mc.max_num_seqs, origin, where));
@@ -129,6 +132,7 @@ expected<serve_config> parse_serve_config(const std::string& yaml_text, const st
     if (!names.insert(mc.name).second) return config_error(origin, where + "name", "'" + mc.name + "' is listed twice");
     TROUPE_TRY(positive(mc.replicas, false, origin, where + "replicas"));
     TROUPE_TRY(positive(mc.threads, true, origin, where + "threads"));
+    if (auto d = parse_device(mc.device); !d) return config_error(origin, where + "device", d.error().message());
     TROUPE_TRY(positive(mc.kv_cache_mb, false, origin, where + "kv_cache_mb"));
     TROUPE_TRY(positive(mc.kv_blocks, true, origin, where + "kv_blocks"));
     TROUPE_TRY(positive(mc.max_num_seqs, false, origin, where + "max_num_seqs"));

@@ -19,6 +19,10 @@ const char* to_string(stop_reason r) noexcept {
 expected<std::unique_ptr<engine>> engine::load(const engine_options& opts) {
   std::unique_ptr<engine> e(new engine());
   e->opts_ = opts;
+  // The device first: a wrong or missing one is reported before any weights are read.
+  auto device = parse_device(opts.device);
+  TROUPE_TRY(device);
+  TROUPE_TRY(check_device(*device));
   auto weights = load_model_weights(opts.model_path);
   TROUPE_TRY(weights);
   auto tok = opts.tokenizer_path.empty() ? load_tokenizer(*weights)
@@ -29,39 +33,38 @@ expected<std::unique_ptr<engine>> engine::load(const engine_options& opts) {
     return make_error(errc::shape_mismatch, "tokenizer has " + std::to_string(e->tok_->n_vocab()) +
                                                 " tokens but the model only " + std::to_string(weights->hp.n_vocab));
   const model_hparams hp = weights->hp;
-  auto model = llama_model::create(std::move(*weights), opts.model);
-  TROUPE_TRY(model);
-  e->model_ = std::move(*model);
   kv_pool_config kvc = opts.kv;
   if (kvc.n_blocks <= 0) {  // no more than kv_full_contexts whole contexts: small models stay small
     const size_t per_block = kv_pool::bytes_per_block(hp.n_layers, hp.n_kv_heads, hp.head_dim, kvc.block_size);
     const int64_t ctx_blocks = (hp.context_length + kvc.block_size - 1) / kvc.block_size;
     kvc.n_blocks = std::min<int64_t>(static_cast<int64_t>(kvc.max_bytes / per_block),
                                      ctx_blocks * std::max<int64_t>(1, opts.kv_full_contexts));
-    if (kvc.n_blocks <= 0) kvc.n_blocks = 0;  // let create() report the budget problem
+    if (kvc.n_blocks <= 0) kvc.n_blocks = 0;  // let the runner report the budget problem
   }
-  auto kv = kv_pool::create(hp.n_layers, hp.n_kv_heads, hp.head_dim, kvc);
-  TROUPE_TRY(kv);
-  e->kv_ = std::move(*kv);
-  e->blocks_ = std::make_unique<block_allocator>(e->kv_->n_blocks());
-  spdlog::info("engine: {} ({} layers, dim {}), {} threads, KV {} blocks x {} tokens ({:.1f} MiB)", opts.model_path,
-               hp.n_layers, hp.dim, e->model_->threads(), e->kv_->n_blocks(), e->kv_->block_size(),
-               static_cast<double>(e->kv_->bytes()) / (1 << 20));
+  auto runner = create_model_runner(std::move(*weights), runner_options{*device, opts.model, kvc});
+  TROUPE_TRY(runner);
+  e->runner_ = std::move(*runner);
+  const model_runner& r = *e->runner_;
+  e->blocks_ = std::make_unique<block_allocator>(r.n_blocks());
+  spdlog::info("engine: {} ({} layers, dim {}) on {}{}, KV {} blocks x {} tokens ({:.1f} MiB)", opts.model_path,
+               hp.n_layers, hp.dim, r.device_name(),
+               r.threads() > 0 ? " with " + std::to_string(r.threads()) + " threads" : std::string(), r.n_blocks(),
+               r.block_size(), static_cast<double>(r.kv_bytes()) / (1 << 20));
   return e;
 }
 
 status engine::prefill(std::span<const int32_t> prompt, block_table& table, std::vector<float>& logits) {
-  const int64_t n_vocab = model_->hparams().n_vocab;
+  const int64_t n_vocab = hparams().n_vocab;
   logits.resize(static_cast<size_t>(n_vocab));
   const int64_t chunk = std::max<int64_t>(1, opts_.prefill_chunk);
   for (int64_t start = 0; start < static_cast<int64_t>(prompt.size()); start += chunk) {
     const int64_t n = std::min<int64_t>(chunk, static_cast<int64_t>(prompt.size()) - start);
-    if (!table.reserve(*blocks_, start + n, kv_->block_size()))
+    if (!table.reserve(*blocks_, start + n, block_size()))
       return make_error(errc::no_kv_blocks, "prefill: the KV cache has no room for " + std::to_string(start + n) + " positions");
     forward_batch batch;
     batch.seqs.push_back(seq_step{prompt.subspan(static_cast<size_t>(start), static_cast<size_t>(n)), start,
                                   table.blocks, start + n == static_cast<int64_t>(prompt.size())});
-    TROUPE_TRY(model_->forward(batch, *kv_, logits));
+    TROUPE_TRY(forward(batch, logits));
   }
   return {};
 }
@@ -71,7 +74,7 @@ expected<generation_result> engine::generate(std::span<const int32_t> prompt, co
                                              const std::function<bool(const sample_result&)>& on_token) {
   TROUPE_TRY(params.validate());
   if (prompt.empty()) return make_error(errc::invalid_argument, "generate: the prompt has no tokens");
-  const int64_t ctx = model_->hparams().context_length;
+  const int64_t ctx = hparams().context_length;
   if (static_cast<int64_t>(prompt.size()) >= ctx)
     return make_error(errc::context_overflow, "generate: the prompt has " + std::to_string(prompt.size()) +
                                                   " tokens; the context length is " + std::to_string(ctx));
@@ -98,14 +101,14 @@ expected<generation_result> engine::generate(std::span<const int32_t> prompt, co
     if (on_token && !on_token(s)) return finish(stop_reason::cancelled);
     if (n + 1 == max_tokens) break;
     if (pos + 1 > ctx) return finish(stop_reason::context);
-    if (!table.reserve(*blocks_, pos + 1, kv_->block_size())) {
+    if (!table.reserve(*blocks_, pos + 1, block_size())) {
       table.release(*blocks_);
       return make_error(errc::no_kv_blocks, "generate: the KV cache is full");
     }
     const int32_t tok = s.token;
     forward_batch batch;
     batch.seqs.push_back(seq_step{std::span<const int32_t>(&tok, 1), pos, table.blocks, true});
-    if (auto st = model_->forward(batch, *kv_, logits); !st) {
+    if (auto st = forward(batch, logits); !st) {
       table.release(*blocks_);
       return unexpected{st.error()};
     }

@@ -36,6 +36,23 @@ expected<const float*> vector_f32(const model_weights& w, const std::string& nam
 
 }  // namespace
 
+status check_batch(const forward_batch& batch, const model_hparams& hp, int64_t n_blocks, int block_size) {
+  for (const auto& s : batch.seqs) {
+    const int64_t end = s.start_pos + static_cast<int64_t>(s.tokens.size());
+    if (s.start_pos < 0 || end > hp.context_length)
+      return make_error(errc::context_overflow, "forward: positions up to " + std::to_string(end) +
+                                                    " exceed the context length " + std::to_string(hp.context_length));
+    if (static_cast<int64_t>(s.block_table.size()) * block_size < end)
+      return make_error(errc::invalid_argument, "forward: block table does not cover the positions");
+    for (int32_t b : s.block_table)
+      if (b < 0 || b >= n_blocks) return make_error(errc::invalid_argument, "forward: block id out of range");
+    for (int32_t t : s.tokens)
+      if (t < 0 || t >= hp.n_vocab)
+        return make_error(errc::invalid_argument, "forward: token id " + std::to_string(t) + " outside the vocabulary");
+  }
+  return {};
+}
+
 std::vector<float> rope_inv_freq(const model_hparams& hp) {
   const int64_t half = hp.head_dim / 2;
   std::vector<float> f(static_cast<size_t>(half));
@@ -175,19 +192,7 @@ status llama_model::forward(const forward_batch& batch, kv_pool& kv, std::span<f
   const int64_t q_dim = hp.n_heads * hp.head_dim, kv_dim = hp.n_kv_heads * hp.head_dim;
 
   // Validate every step before touching the cache, so a bad step fails alone and cleanly.
-  for (const auto& s : batch.seqs) {
-    const int64_t end = s.start_pos + static_cast<int64_t>(s.tokens.size());
-    if (s.start_pos < 0 || end > hp.context_length)
-      return make_error(errc::context_overflow, "forward: positions up to " + std::to_string(end) +
-                                                    " exceed the context length " + std::to_string(hp.context_length));
-    if (static_cast<int64_t>(s.block_table.size()) * kv.block_size() < end)
-      return make_error(errc::invalid_argument, "forward: block table does not cover the positions");
-    for (int32_t b : s.block_table)
-      if (b < 0 || b >= kv.n_blocks()) return make_error(errc::invalid_argument, "forward: block id out of range");
-    for (int32_t t : s.tokens)
-      if (t < 0 || t >= hp.n_vocab)
-        return make_error(errc::invalid_argument, "forward: token id " + std::to_string(t) + " outside the vocabulary");
-  }
+  TROUPE_TRY(check_batch(batch, hp, kv.n_blocks(), kv.block_size()));
   ensure_scratch(n_tokens, n_logits);
   cpu::thread_pool& pool = *pool_;
 

@@ -66,6 +66,11 @@ class llama_model {
   std::vector<cpu::attn_query> queries_;
 };
 
+/// Checks a batch against the model and a KV pool of n_blocks blocks of block_size tokens before
+/// anything runs: positions within the context, block tables that cover them with valid ids, token
+/// ids within the vocabulary. Names the first problem.
+status check_batch(const forward_batch& batch, const model_hparams& hp, int64_t n_blocks, int block_size);
+
 /// theta_i = base^(-2i/head_dim), with Llama-3 frequency scaling applied when enabled.
 std::vector<float> rope_inv_freq(const model_hparams& hp);
 

@@ -20,12 +20,12 @@ expected<std::unique_ptr<shard_runner>> shard_runner::load(const engine_options&
 }
 
 shard_runner::shard_runner(std::unique_ptr<engine> e) : engine_(std::move(e)) {
-  const model_hparams& hp = engine_->model().hparams();
+  const model_hparams& hp = engine_->hparams();
   info_.n_vocab = static_cast<int32_t>(hp.n_vocab);
   info_.n_layers = static_cast<int32_t>(hp.n_layers);
   info_.context_length = hp.context_length;
-  info_.n_blocks = engine_->kv().n_blocks();
-  info_.block_size = engine_->kv().block_size();
+  info_.n_blocks = engine_->n_blocks();
+  info_.block_size = engine_->block_size();
 }
 
 status shard_runner::validate(const step_plan& plan) const {
@@ -91,9 +91,8 @@ step_result shard_runner::run_checked(const step_plan& plan) {
     return result;
   }
 
-  kv_pool& kv = engine_->kv();
   for (const block_copy& c : plan.copies)
-    if (auto st = kv.copy_block(c.src, c.dst); !st) {
+    if (auto st = engine_->copy_block(c.src, c.dst); !st) {
       result.error = st.error().what();
       return result;
     }
@@ -108,7 +107,7 @@ step_result shard_runner::run_checked(const step_plan& plan) {
   }
   const size_t n_vocab = static_cast<size_t>(info_.n_vocab);
   logits_.resize(static_cast<size_t>(batch.n_logits()) * n_vocab);
-  if (auto st = engine_->model().forward(batch, kv, logits_); !st) {
+  if (auto st = engine_->forward(batch, logits_); !st) {
     result.error = st.error().what();
     return result;
   }

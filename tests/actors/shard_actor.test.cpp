@@ -193,7 +193,7 @@ TEST_F(ShardActor, EightSequencesThroughStepPlansMatchEngineGenerate) {
   const shard_info si = info(self, *shard);
   EXPECT_EQ(si.n_blocks, 128);
   EXPECT_EQ(si.block_size, 16);
-  EXPECT_EQ(si.n_vocab, engine_->model().hparams().n_vocab);
+  EXPECT_EQ(si.n_vocab, engine_->hparams().n_vocab);
 
   const int n_new = 12;
   const auto ps = prompts(*engine_);

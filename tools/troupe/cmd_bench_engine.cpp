@@ -53,7 +53,11 @@ int run_bench(bench_args a) {
   // Enough blocks for B sequences of P + G tokens (plus the single-sequence runs, which reuse them).
   a.engine.kv.n_blocks = static_cast<int64_t>(B + 1) * ((P + G + a.engine.kv.block_size) / a.engine.kv.block_size + 1);
   // The bandwidth limit is probed before the model loads and again after the run, and the larger
-  // figure is used: on a shared host the memory bandwidth one probe sees swings widely.
+  // figure is used: on a shared host the memory bandwidth one probe sees swings widely. The probe
+  // reads host memory, so it only describes a model on the CPU.
+  auto device = parse_device(a.engine.device);
+  if (!device) return fail(device.error());
+  if (device->kind != device_spec::kind_t::cpu) a.bandwidth = false;
   double bw_before = 0.0;
   if (a.bandwidth) {
     cpu::thread_pool pool(a.engine.model.threads > 0 ? a.engine.model.threads : static_cast<int>(std::thread::hardware_concurrency()));
@@ -62,8 +66,7 @@ int run_bench(bench_args a) {
   auto eng = engine::load(a.engine);
   if (!eng) return fail(eng.error());
   engine& e = **eng;
-  llama_model& m = e.model();
-  const model_hparams& hp = m.hparams();
+  const model_hparams& hp = e.hparams();
   if (P + G >= hp.context_length) return fail(error(errc::invalid_argument, "prompt + gen tokens exceed the context length"));
   const int64_t V = hp.n_vocab;
 
@@ -98,10 +101,10 @@ int run_bench(bench_args a) {
   int64_t pos = P;
   t_start = clock_type::now();
   for (int i = 0; i < G; ++i, ++pos) {
-    if (!t0.reserve(e.blocks(), pos + 1, e.kv().block_size())) return fail(error(errc::no_kv_blocks, "KV cache full"));
+    if (!t0.reserve(e.blocks(), pos + 1, e.block_size())) return fail(error(errc::no_kv_blocks, "KV cache full"));
     forward_batch fb;
     fb.seqs.push_back(seq_step{std::span<const int32_t>(&tok, 1), pos, t0.blocks, true});
-    if (auto st = m.forward(fb, e.kv(), logits); !st) return fail(st.error());
+    if (auto st = e.forward(fb, logits); !st) return fail(st.error());
     tok = argmax(logits.data(), V);
   }
   const double decode_s = seconds_since(t_start);
@@ -120,23 +123,24 @@ int run_bench(bench_args a) {
     forward_batch fb;
     for (int b = 0; b < B; ++b) {
       auto& tb = tables[static_cast<size_t>(b)];
-      if (!tb.reserve(e.blocks(), p + 1, e.kv().block_size())) return fail(error(errc::no_kv_blocks, "KV cache full"));
+      if (!tb.reserve(e.blocks(), p + 1, e.block_size())) return fail(error(errc::no_kv_blocks, "KV cache full"));
       fb.seqs.push_back(seq_step{std::span<const int32_t>(&toks[static_cast<size_t>(b)], 1), p, tb.blocks, true});
     }
-    if (auto st = m.forward(fb, e.kv(), logits); !st) return fail(st.error());
+    if (auto st = e.forward(fb, logits); !st) return fail(st.error());
     for (int b = 0; b < B; ++b) toks[static_cast<size_t>(b)] = argmax(logits.data() + b * V, V);
   }
   const double batch_s = seconds_since(t_start);
   for (auto& tb : tables) tb.release(e.blocks());
 
   const double decode_tok_s = G / decode_s;
-  const size_t bytes_per_token = m.weight_bytes_per_token();
+  const size_t bytes_per_token = e.weight_bytes_per_token();
   nlohmann::ordered_json j;
   j["model"] = a.engine.model_path;
-  j["format"] = m.weights().format;
-  j["dtype"] = main_dtype(m.weights());
-  j["parameters"] = m.weights().parameter_count();
-  j["threads"] = m.threads();
+  j["format"] = e.weights().format;
+  j["dtype"] = main_dtype(e.weights());
+  j["parameters"] = e.weights().parameter_count();
+  j["device"] = e.device_name();
+  j["threads"] = e.threads();
   j["prompt_tokens"] = P;
   j["gen_tokens"] = G;
   j["batch"] = B;
@@ -152,7 +156,7 @@ int run_bench(bench_args a) {
   getrusage(RUSAGE_SELF, &ru);
   j["peak_rss_mb"] = static_cast<double>(ru.ru_maxrss) / 1024.0;
   if (a.bandwidth) {
-    cpu::thread_pool pool(m.threads());
+    cpu::thread_pool pool(e.threads());
     const double bw_after = cpu::measure_read_bandwidth_gbs(pool);
     const double bw = std::max(bw_before, bw_after);
     j["mem_read_bw_gb_s"] = bw;
@@ -173,6 +177,7 @@ void add_bench_engine(CLI::App& app) {
   cmd->add_option("--gen-tokens", args->gen_tokens, "tokens decoded per sequence")->capture_default_str();
   cmd->add_option("--batch", args->batch, "sequences decoding together for batch_decode_tok_s")->capture_default_str();
   cmd->add_option("--threads,-t", args->engine.model.threads, "CPU threads (default: all cores)");
+  cmd->add_option("--device", args->engine.device, "where the model runs: cpu, or cuda:N for a GPU (no host bandwidth probe then)")->capture_default_str();
   cmd->add_option("--seed", args->seed, "seed of the random prompts")->capture_default_str();
   cmd->add_flag("!--no-repack", args->engine.model.repack, "run Q8_0/Q4_0 matrices from the mapped file as stored, not repacked for the fast kernel");
   cmd->add_option("--tokenizer", args->engine.tokenizer_path, "tokenizer file when the model has none inside");

@@ -86,6 +86,7 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--repeat-penalty", args->repeat_penalty, "repetition penalty (1 = off)")->capture_default_str();
   cmd->add_option("--seed,-s", args->seed, "random seed (default: random)");
   cmd->add_option("--threads,-t", args->engine.model.threads, "CPU threads (default: all cores)");
+  cmd->add_option("--device", args->engine.device, "where the model runs: cpu, or cuda:N for a GPU")->capture_default_str();
   cmd->add_option("--tokenizer", args->engine.tokenizer_path, "tokenizer file when the model has none inside (tokenizer.bin, tokenizer.json, tokenizer.model)");
   cmd->add_option("--kv-blocks", args->engine.kv.n_blocks, "KV cache size in blocks (default: from --kv-mb)");
   cmd->add_option("--kv-mb", args->kv_mb, "KV cache budget in MiB (default: one full context, at most 256)");

@@ -33,21 +33,21 @@ int32_t argmax(const std::vector<float>& v, size_t off, size_t n) {
 /// Greedy-decodes `steps` tokens for one sequence alone (prefill in one call), returning every
 /// logits row it saw.
 std::vector<std::vector<float>> run_alone(engine& e, const std::vector<int32_t>& prompt, int steps) {
-  const int64_t V = e.model().hparams().n_vocab;
+  const int64_t V = e.hparams().n_vocab;
   block_table t;
   std::vector<std::vector<float>> rows;
   std::vector<float> logits(static_cast<size_t>(V));
-  EXPECT_TRUE(t.reserve(e.blocks(), static_cast<int64_t>(prompt.size()) + steps, e.kv().block_size()));
+  EXPECT_TRUE(t.reserve(e.blocks(), static_cast<int64_t>(prompt.size()) + steps, e.block_size()));
   forward_batch b;
   b.seqs.push_back(seq_step{prompt, 0, t.blocks, true});
-  EXPECT_TRUE(e.model().forward(b, e.kv(), logits));
+  EXPECT_TRUE(e.forward(b, logits));
   rows.push_back(logits);
   int64_t pos = static_cast<int64_t>(prompt.size());
   for (int i = 0; i < steps; ++i, ++pos) {
     const int32_t tok = argmax(logits, 0, static_cast<size_t>(V));
     forward_batch d;
     d.seqs.push_back(seq_step{std::span<const int32_t>(&tok, 1), pos, t.blocks, true});
-    EXPECT_TRUE(e.model().forward(d, e.kv(), logits));
+    EXPECT_TRUE(e.forward(d, logits));
     rows.push_back(logits);
   }
   t.release(e.blocks());
@@ -58,7 +58,7 @@ TEST(BatchInvariance, EightSequencesMixingPrefillChunksAndDecodeMatchRunningAlon
   for (int threads : {1, 2}) {
     auto e = load(threads);
     ASSERT_TRUE(e);
-    const int64_t V = e->model().hparams().n_vocab;
+    const int64_t V = e->hparams().n_vocab;
     std::mt19937 rng(7);
     const int n_seq = 8, steps = 12;
     std::vector<std::vector<int32_t>> prompts;
@@ -89,7 +89,7 @@ TEST(BatchInvariance, EightSequencesMixingPrefillChunksAndDecodeMatchRunningAlon
       for (int s = 0; s < n_seq; ++s) {
         auto& q = st[static_cast<size_t>(s)];
         if (iter < s || static_cast<int>(q.rows.size()) == steps + 1) continue;
-        ASSERT_TRUE(q.table.reserve(e->blocks(), static_cast<int64_t>(prompts[s].size()) + steps, e->kv().block_size()));
+        ASSERT_TRUE(q.table.reserve(e->blocks(), static_cast<int64_t>(prompts[s].size()) + steps, e->block_size()));
         if (q.prefilled < prompts[s].size()) {
           const size_t n = std::min<size_t>(5, prompts[s].size() - q.prefilled);
           const bool last = q.prefilled + n == prompts[s].size();
@@ -107,7 +107,7 @@ TEST(BatchInvariance, EightSequencesMixingPrefillChunksAndDecodeMatchRunningAlon
       }
       if (b.seqs.empty()) break;
       logits.assign(static_cast<size_t>(b.n_logits() * V), 0.0f);
-      ASSERT_TRUE(e->model().forward(b, e->kv(), logits));
+      ASSERT_TRUE(e->forward(b, logits));
       for (size_t k = 0; k < who.size(); ++k) {
         auto& q = st[static_cast<size_t>(who[k])];
         q.rows.emplace_back(logits.begin() + static_cast<int64_t>(k) * V, logits.begin() + static_cast<int64_t>(k + 1) * V);
@@ -127,14 +127,14 @@ TEST(BatchInvariance, EightSequencesMixingPrefillChunksAndDecodeMatchRunningAlon
 TEST(BatchInvariance, BlockOrderInTheTableDoesNotChangeResults) {
   auto e = load(2);
   ASSERT_TRUE(e);
-  const int64_t V = e->model().hparams().n_vocab;
+  const int64_t V = e->hparams().n_vocab;
   std::vector<int32_t> prompt{1};
   for (int i = 0; i < 70; ++i) prompt.push_back(3 + (i * 37) % 500);
   auto run = [&](std::vector<int32_t> blocks) {
     std::vector<float> logits(static_cast<size_t>(V));
     forward_batch b;
     b.seqs.push_back(seq_step{prompt, 0, blocks, true});
-    EXPECT_TRUE(e->model().forward(b, e->kv(), logits));
+    EXPECT_TRUE(e->forward(b, logits));
     return logits;
   };
   std::vector<int32_t> in_order(5), scattered{411, 7, 250, 3, 99};
@@ -147,28 +147,28 @@ TEST(BatchInvariance, BlockOrderInTheTableDoesNotChangeResults) {
 TEST(ForwardErrors, BadStepsFailCleanlyWithoutTouchingOtherState) {
   auto e = load(1);
   ASSERT_TRUE(e);
-  const auto& hp = e->model().hparams();
+  const auto& hp = e->hparams();
   std::vector<float> logits(static_cast<size_t>(hp.n_vocab));
   std::vector<int32_t> blocks{0, 1};
   const int32_t bad_token = static_cast<int32_t>(hp.n_vocab);
   forward_batch b;
   b.seqs.push_back(seq_step{std::span<const int32_t>(&bad_token, 1), 0, blocks, true});
-  auto st = e->model().forward(b, e->kv(), logits);
+  auto st = e->forward(b, logits);
   ASSERT_FALSE(st);
   EXPECT_EQ(st.error().code(), errc::invalid_argument);
 
   const int32_t ok_token = 5;
   forward_batch past_ctx;
-  std::vector<int32_t> many(static_cast<size_t>(hp.context_length / e->kv().block_size() + 1));
+  std::vector<int32_t> many(static_cast<size_t>(hp.context_length / e->block_size() + 1));
   std::iota(many.begin(), many.end(), 0);
   past_ctx.seqs.push_back(seq_step{std::span<const int32_t>(&ok_token, 1), hp.context_length, many, true});
-  st = e->model().forward(past_ctx, e->kv(), logits);
+  st = e->forward(past_ctx, logits);
   ASSERT_FALSE(st);
   EXPECT_EQ(st.error().code(), errc::context_overflow);
 
   forward_batch short_table;
   short_table.seqs.push_back(seq_step{std::span<const int32_t>(&ok_token, 1), 40, blocks, true});
-  st = e->model().forward(short_table, e->kv(), logits);
+  st = e->forward(short_table, logits);
   ASSERT_FALSE(st);
   EXPECT_EQ(st.error().code(), errc::invalid_argument);
 }

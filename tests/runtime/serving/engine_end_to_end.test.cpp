@@ -29,9 +29,9 @@ class engine_shard {
       if (sp.new_sequence) samplers_.emplace(sp.id, sampler(sp.params, sp.prompt));
       batch.seqs.push_back(seq_step{sp.tokens, sp.start_pos, sp.block_table, sp.sample});
     }
-    const auto V = static_cast<size_t>(e_.model().hparams().n_vocab);
+    const auto V = static_cast<size_t>(e_.hparams().n_vocab);
     logits_.assign(V * static_cast<size_t>(batch.n_logits()), 0.0f);
-    if (auto st = e_.model().forward(batch, e_.kv(), logits_); !st) {
+    if (auto st = e_.forward(batch, logits_); !st) {
       r.error = st.error().what();
       return r;
     }
@@ -84,13 +84,13 @@ TEST(SchedulerEndToEnd, SixteenConcurrentGreedyRequestsMatchSingleSequenceGenera
     ASSERT_TRUE(g) << g.error().what();
     expected.push_back(g->tokens);
   }
-  ASSERT_EQ(e.blocks().n_free(), e.kv().n_blocks());
+  ASSERT_EQ(e.blocks().n_free(), e.n_blocks());
 
   scheduler_config sc;
   sc.max_num_seqs = 16;
   sc.max_num_batched_tokens = 64;
-  sc.max_model_len = e.model().hparams().context_length;
-  scheduler_policy policy(sc, {e.kv().block_size(), e.kv().n_blocks(), true}, &tok);
+  sc.max_model_len = e.hparams().context_length;
+  scheduler_policy policy(sc, {e.block_size(), e.n_blocks(), true}, &tok);
   for (size_t i = 0; i < prompts.size(); ++i) {
     serving_request r;
     r.id = 100 + i;

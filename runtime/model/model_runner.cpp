@@ -1,0 +1,94 @@
+#include "runtime/model/model_runner.hpp"
+
+#include <charconv>
+
+#if TROUPE_HAVE_CUDA
+#include "runtime/model/cuda_model.hpp"
+#endif
+
+namespace troupe {
+namespace {
+
+/// The CPU: llama_model's forward pass over a kv_pool in host memory.
+class cpu_runner final : public model_runner {
+ public:
+  cpu_runner(std::unique_ptr<llama_model> model, std::unique_ptr<kv_pool> kv)
+      : model_(std::move(model)), kv_(std::move(kv)) {}
+
+  status forward(const forward_batch& batch, std::span<float> logits) override {
+    return model_->forward(batch, *kv_, logits);
+  }
+  status copy_block(int32_t src, int32_t dst) override { return kv_->copy_block(src, dst); }
+  const model_hparams& hparams() const noexcept override { return model_->hparams(); }
+  const model_weights& weights() const noexcept override { return model_->weights(); }
+  size_t weight_bytes_per_token() const noexcept override { return model_->weight_bytes_per_token(); }
+  int block_size() const noexcept override { return kv_->block_size(); }
+  int64_t n_blocks() const noexcept override { return kv_->n_blocks(); }
+  size_t kv_bytes() const noexcept override { return kv_->bytes(); }
+  std::string device_name() const override { return "cpu"; }
+  int threads() const noexcept override { return model_->threads(); }
+
+ private:
+  std::unique_ptr<llama_model> model_;
+  std::unique_ptr<kv_pool> kv_;
+};
+
+}  // namespace
+
+std::string device_spec::to_string() const {
+  return kind == kind_t::cpu ? std::string("cpu") : "cuda:" + std::to_string(index);
+}
+
+expected<device_spec> parse_device(std::string_view text) {
+  auto bad = [&] {
+    return make_error(errc::invalid_argument,
+                      "unknown device '" + std::string(text) + "' (expected cpu, cuda or cuda:N)");
+  };
+  if (text == "cpu") return device_spec{};
+  if (text == "cuda") return device_spec{device_spec::kind_t::cuda, 0};
+  constexpr std::string_view prefix = "cuda:";
+  if (text.substr(0, prefix.size()) != prefix) return bad();
+  const std::string_view digits = text.substr(prefix.size());
+  int index = -1;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), index);
+  if (digits.empty() || ec != std::errc{} || end != digits.data() + digits.size() || index < 0) return bad();
+  return device_spec{device_spec::kind_t::cuda, index};
+}
+
+bool cuda_backend_built() noexcept {
+#if TROUPE_HAVE_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+status check_device(const device_spec& device) {
+  if (device.kind == device_spec::kind_t::cpu) return {};
+#if TROUPE_HAVE_CUDA
+  return cuda_model::check_device(device.index);
+#else
+  return make_error(errc::unavailable, device.to_string() +
+                                           ": this build has no CUDA backend (nvcc was not found when it was built)");
+#endif
+}
+
+expected<std::unique_ptr<model_runner>> create_model_runner(model_weights weights, const runner_options& opts) {
+  const model_hparams hp = weights.hp;
+  if (opts.device.kind == device_spec::kind_t::cuda) {
+#if TROUPE_HAVE_CUDA
+    auto m = cuda_model::create(std::move(weights), opts.device.index, opts.kv);
+    TROUPE_TRY(m);
+    return std::unique_ptr<model_runner>(std::move(*m));
+#else
+    return unexpected{check_device(opts.device).error()};
+#endif
+  }
+  auto model = llama_model::create(std::move(weights), opts.cpu);
+  TROUPE_TRY(model);
+  auto kv = kv_pool::create(hp.n_layers, hp.n_kv_heads, hp.head_dim, opts.kv);
+  TROUPE_TRY(kv);
+  return std::unique_ptr<model_runner>(std::make_unique<cpu_runner>(std::move(*model), std::move(*kv)));
+}
+
+}  // namespace troupe
