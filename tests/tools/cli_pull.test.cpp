@@ -11,6 +11,7 @@
 
 #include "runtime/http/http_server.hpp"
 #include "tests/tools/run_process.hpp"
+#include "tests/tools/server_process.hpp"
 
 namespace troupe::test {
 namespace {
@@ -127,6 +128,29 @@ TEST_F(CliPull, AnHfModelPathIsPulledOnDemandAndGenerates) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, ", there was a little girl named Lily. She loved to play");  // the first 16 reference tokens
   EXPECT_TRUE(std::filesystem::exists(cache_ / "tiny/stories/stories260K.gguf"));
+}
+
+// With no model given, found nowhere local, `troupe serve` downloads stories260K from the hub into
+// the cache and serves it; with no network it stops with an error that says what to do.
+TEST_F(CliPull, TheDefaultModelIsDownloadedWhenNoCopyIsFound) {
+  fake_hub hub({{"/ggml-org/models-moved/resolve/main/tinyllamas/stories260K.gguf", stories + "/stories260K.gguf"}});
+  const std::filesystem::path cwd = cache_ / "work";  // no ../shared beside it
+  std::filesystem::create_directories(cwd);
+  process_env where{cwd.string(), {"TROUPE_MODEL=", "HOME=" + cache_.string(), "TROUPE_CACHE=" + (cache_ / "models").string()}};
+  where.vars.push_back("TROUPE_HUB_URL=http://127.0.0.1:1");
+  server_process offline({"--threads", "1"}, std::chrono::seconds(30), where);
+  EXPECT_EQ(offline.port(), 0);
+  EXPECT_NE(offline.log().find("No network here?"), std::string::npos) << offline.log();
+
+  where.vars.back() = "TROUPE_HUB_URL=" + hub.url();
+  server_process server({"--threads", "1"}, std::chrono::seconds(30), where);
+  ASSERT_NE(server.port(), 0) << server.log();
+  EXPECT_TRUE(std::filesystem::exists(cache_ / "models/ggml-org/models-moved/tinyllamas/stories260K.gguf"));
+  const auto r = run("curl -sS " + server.url("/v1/completions") + " -H 'Content-Type: application/json' -d " +
+                     sh_quote(R"({"model":"stories260K","prompt":"Once upon a time","max_tokens":16,"temperature":0})"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto reply = nlohmann::json::parse(r.out);
+  EXPECT_EQ(reply["choices"][0]["text"], ", there was a little girl named Lily. She loved to play");
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <regex>
 #include <string>
 #include <vector>
@@ -18,10 +19,17 @@
 
 namespace troupe::test {
 
+/// Where a server process runs: its working directory and extra environment ("NAME=VALUE").
+struct process_env {
+  std::string cwd;                ///< "" : the test's own
+  std::vector<std::string> vars;
+};
+
 class server_process {
  public:
   /// Starts troupe serve with args (plus --port 0); waits up to timeout for it to listen.
-  explicit server_process(const std::vector<std::string>& args, std::chrono::seconds timeout = std::chrono::seconds(60)) {
+  explicit server_process(const std::vector<std::string>& args, std::chrono::seconds timeout = std::chrono::seconds(60),
+                          const process_env& where = {}) {
     int fds[2];
     if (::pipe(fds) != 0) return;
     pid_ = ::fork();
@@ -29,7 +37,9 @@ class server_process {
       ::dup2(fds[1], STDERR_FILENO);
       ::close(fds[0]);
       ::close(fds[1]);
-      const std::string bin = troupe_bin();
+      const std::string bin = std::filesystem::absolute(troupe_bin()).string();
+      if (!where.cwd.empty() && ::chdir(where.cwd.c_str()) != 0) _exit(126);
+      for (const auto& v : where.vars) ::putenv(const_cast<char*>(v.c_str()));
       std::vector<std::string> all{bin, "serve", "--port", "0"};
       all.insert(all.end(), args.begin(), args.end());
       std::vector<char*> argv;

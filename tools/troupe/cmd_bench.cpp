@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "runtime/core/log.hpp"
+#include "runtime/hub/pull.hpp"
 #include "runtime/loadgen/arrivals.hpp"
 #include "runtime/loadgen/client.hpp"
 #include "runtime/loadgen/report.hpp"
@@ -116,6 +117,9 @@ expected<tokenizer_choice> choose_tokenizer(const bench_args& a, const model_cho
     path = *d;
     spdlog::warn("bench: counting prompt tokens with {} (the default model); pass --tokenizer if '{}' is another model", path, m.name);
   }
+  auto resolved = resolve_model_path(path);  // hf:REPO/FILE: the cached file, pulled if missing
+  if (!resolved) return make_error(resolved.error().code(), "tokenizer: " + resolved.error().what());
+  path = *resolved;
   auto tok = load_bench_tokenizer(path);
   if (!tok) return make_error(tok.error().code(), "tokenizer: " + tok.error().what());
   return tokenizer_choice{std::move(*tok), path};

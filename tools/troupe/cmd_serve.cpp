@@ -11,6 +11,7 @@
 
 #include "runtime/config/serve_config.hpp"
 #include "runtime/core/log.hpp"
+#include "runtime/hub/pull.hpp"
 #include "tools/troupe/commands.hpp"
 
 #if defined(TROUPE_HAVE_ACTORS)
@@ -40,19 +41,19 @@ struct serve_args {
 
 // default_model and split_model_arg are shared with `troupe bench` (commands.hpp).
 
-/// The model served when none is given: $TROUPE_MODEL, else the local model cache, else the
-/// stories260K model of ../shared beside the checkout.
+/// Where the default model is published: llama.cpp's copy of stories260K on the Hugging Face hub.
+constexpr const char* default_model_hub_path = "hf:ggml-org/models-moved/tinyllamas/stories260K.gguf";
+
+/// The model served when none is given: $TROUPE_MODEL, else stories260K from the local model cache,
+/// else from ../shared beside the checkout, else the hub path (downloaded into the cache on first
+/// use; without a network that is a clear error).
 expected<std::string> default_model() {
   if (const char* env = std::getenv("TROUPE_MODEL"); env && *env) return std::string(env);
-  std::vector<fs::path> candidates;
-  if (const char* home = std::getenv("HOME"); home && *home)
-    candidates.push_back(fs::path(home) / ".cache/troupe/models/stories260K/stories260K.gguf");
-  candidates.push_back("../shared/models/stories260K/stories260K.gguf");
-  for (const auto& c : candidates)
+  const fs::path cache = model_cache_dir(pull_options{});
+  for (const fs::path& c : {cache / "stories260K/stories260K.gguf", cache / "ggml-org/models-moved/tinyllamas/stories260K.gguf",
+                            fs::path("../shared/models/stories260K/stories260K.gguf")})
     if (fs::exists(c)) return c.string();
-  return make_error(errc::not_found,
-                    "no model given and no default found: set $TROUPE_MODEL, pass --model PATH, or put stories260K in "
-                    "~/.cache/troupe/models/stories260K/ (downloading it needs `troupe pull`, not built yet)");
+  return std::string(default_model_hub_path);
 }
 
 /// "name=path" or "path" (the name is the file stem, or the directory name).
