@@ -9,6 +9,8 @@
 #include <cmath>
 #include <memory>
 #include <mutex>
+#include <sstream>
+#include <string>
 
 namespace troupe::loadgen {
 namespace {
@@ -17,6 +19,13 @@ using json = nlohmann::json;
 using clock_type = std::chrono::steady_clock;
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+/// "1 s", "2.5 s".
+std::string format_seconds(double s) {
+  std::ostringstream out;
+  out << s << " s";
+  return out.str();
+}
 
 json base_body(const body_options& o, int32_t max_tokens) {
   json j;
@@ -271,7 +280,11 @@ run_outcome run_requests(const client_options& opts, std::span<const planned_req
       curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
       const CURLcode code = msg->data.result;
       std::string transport;
-      if (code != CURLE_OK)
+      // A timeout gets a fixed text: curl's names the milliseconds and bytes seen, which differ per
+      // request, and the report groups failures by their text.
+      if (code == CURLE_OPERATION_TIMEDOUT)
+        transport = "timed out: no complete reply within --timeout " + format_seconds(opts.timeout_s) + " (curl error 28)";
+      else if (code != CURLE_OK)
         transport = std::string(transfers[i]->errbuf[0] ? transfers[i]->errbuf : curl_easy_strerror(code)) + " (curl error " +
                     std::to_string(static_cast<int>(code)) + ")";
       transfers[i]->reader.finish(out.records[i], transport, status);
