@@ -5,6 +5,9 @@
 #include <string>
 #include <thread>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 namespace troupe {
 namespace {
 
@@ -32,6 +35,21 @@ expected<const float*> vector_f32(const model_weights& w, const std::string& nam
   if (t->nbytes != static_cast<size_t>(n) * 4)
     return make_error(errc::shape_mismatch, "tensor '" + name + "' should have " + std::to_string(n) + " elements");
   return static_cast<const float*>(t->data);
+}
+
+/// Asks the kernel to reclaim the whole pages inside [p, p + n): clean pages of the mapped file are
+/// dropped and fault back in if read. MADV_PAGEOUT (Linux 5.4) never discards data, so it is also
+/// safe for weights held in ordinary memory. Best effort: an error only means they stay resident.
+void release_pages(const void* p, size_t n) {
+#if defined(MADV_PAGEOUT)
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+  const auto end = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_PAGEOUT);
+#else
+  (void)p;
+  (void)n;
+#endif
 }
 
 }  // namespace
@@ -140,6 +158,9 @@ expected<std::unique_ptr<llama_model>> llama_model::create(model_weights weights
       if (!p.data) return;
       w.packed = p.data.get();
       m->packed_.push_back(std::move(p));
+      // The kernels read the copy from now on: let the kernel drop the file's pages rather than
+      // hold the matrix twice (they fault back in from the file if get_row or a test reads them).
+      release_pages(w.data, row_bytes(w.type, w.cols) * static_cast<size_t>(w.rows));
     };
     pack(m->output_);
     for (auto& ly : m->layers_)
