@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <iterator>
+#include <map>
 #include <string>
+#include <type_traits>
 
 #include "kernels/cuda/add.cuh"
 #include "kernels/cuda/embedding.cuh"
@@ -90,97 +92,71 @@ std::string cuda_model::where(const std::string& what) const { return "cuda:" + 
 
 status cuda_model::upload_weights() {
   const model_hparams& hp = w_.hp;
-  // Every tensor the forward pass reads goes into one allocation, each at an aligned offset.
+  // The CPU's binding (names, shapes, RoPE frequencies), then every tensor it points at goes into
+  // one allocation at an aligned offset, and the pointers are rebound to the copies.
+  auto bound = bind_llama_tensors(w_);
+  TROUPE_TRY(bound);
+  const int64_t q_dim = hp.n_heads * hp.head_dim, kv_dim = hp.n_kv_heads * hp.head_dim;
   struct placed {
-    const tensor_ref* t;
+    const void* host;
+    size_t bytes;
     size_t offset;
   };
   std::vector<placed> items;
+  std::map<const void*, size_t> offset_of;  // a tied output shares the embedding's copy
   size_t total = 0;
-  auto place = [&](const std::string& name) -> expected<size_t> {
-    const tensor_ref* t = w_.find(name);
-    if (!t) return make_error(errc::not_found, "model is missing tensor '" + name + "'");
-    items.push_back({t, total});
-    total += align_up(t->nbytes);
-    return items.size() - 1;
+  auto place = [&](const void* host, size_t bytes) {
+    if (!host || offset_of.count(host)) return;
+    offset_of[host] = total;
+    items.push_back({host, bytes, total});
+    total += align_up(bytes);
   };
-  std::vector<float> inv_freq = rope_inv_freq(hp);
-  if (hp.scaling.freq_factors) {  // Llama 3.1 GGUF: per-frequency divisors stored as a tensor
-    const tensor_ref* f = w_.find("rope_freqs.weight");
-    if (!f) return make_error(errc::not_found, "model is missing tensor 'rope_freqs.weight'");
-    const auto* factors = static_cast<const float*>(f->data);
-    for (size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] /= factors[i];
+  const size_t dim_bytes = static_cast<size_t>(hp.dim) * sizeof(float);
+  place(bound->tok_embd.data, matrix_bytes(bound->tok_embd));
+  place(bound->output.data, matrix_bytes(bound->output));
+  place(bound->output_norm, dim_bytes);
+  place(bound->inv_freq.data(), bound->inv_freq.size() * sizeof(float));
+  for (const llama_layer_tensors& l : bound->layers) {
+    place(l.attn_norm, dim_bytes);
+    place(l.ffn_norm, dim_bytes);
+    for (const cpu::weight_ref* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) place(m->data, matrix_bytes(*m));
+    place(l.bq, static_cast<size_t>(q_dim) * sizeof(float));
+    place(l.bk, static_cast<size_t>(kv_dim) * sizeof(float));
+    place(l.bv, static_cast<size_t>(kv_dim) * sizeof(float));
   }
-
-  // Names to item indices, in the order the pointers are bound below.
-  auto embd = place("token_embd.weight");
-  TROUPE_TRY(embd);
-  expected<size_t> out = *embd;
-  if (!hp.tied_embeddings) out = place("output.weight");
-  TROUPE_TRY(out);
-  auto onorm = place("output_norm.weight");
-  TROUPE_TRY(onorm);
-  static const char* const layer_tensors[] = {"attn_norm.weight", "ffn_norm.weight", "attn_q.weight",
-                                              "attn_k.weight",    "attn_v.weight",   "attn_output.weight",
-                                              "ffn_gate.weight",  "ffn_up.weight",   "ffn_down.weight",
-                                              "attn_q.bias",      "attn_k.bias",     "attn_v.bias"};
-  const size_t per_layer = hp.qkv_bias ? 12 : 9;
-  std::vector<size_t> layer_items;
-  for (int64_t l = 0; l < hp.n_layers; ++l) {
-    for (size_t j = 0; j < per_layer; ++j) {
-      auto idx = place("blk." + std::to_string(l) + "." + layer_tensors[j]);
-      TROUPE_TRY(idx);
-      layer_items.push_back(*idx);
-    }
-  }
-  const size_t inv_freq_offset = total;
-  total += align_up(inv_freq.size() * sizeof(float));
 
   TROUPE_TRY(cuda_status(cudaMalloc(&weights_mem_, total),
                          where("weights (" + std::to_string(total >> 20) + " MiB)")));
   auto* base = static_cast<uint8_t*>(weights_mem_);
   for (const placed& p : items)
-    TROUPE_TRY(cuda_status(cudaMemcpy(base + p.offset, p.t->data, p.t->nbytes, cudaMemcpyHostToDevice), where("upload weights")));
-  TROUPE_TRY(cuda_status(cudaMemcpy(base + inv_freq_offset, inv_freq.data(), inv_freq.size() * sizeof(float),
-                                    cudaMemcpyHostToDevice),
-                         where("upload weights")));
+    TROUPE_TRY(cuda_status(cudaMemcpy(base + p.offset, p.host, p.bytes, cudaMemcpyHostToDevice), where("upload weights")));
   // cudaMemcpy from pageable memory may return before its DMA lands; the model's stream does not wait
   // for the legacy stream, so wait here once.
   TROUPE_TRY(cuda_status(cudaDeviceSynchronize(), where("upload weights")));
 
-  auto vec = [&](size_t i) { return reinterpret_cast<const float*>(base + items[i].offset); };
-  auto mat = [&](size_t i) -> expected<cpu::weight_ref> {
-    const tensor_ref& t = *items[i].t;
-    if (t.shape.size() != 2 || t.shape[1] % block_elems(t.type) != 0)
-      return make_error(errc::shape_mismatch, "a weight matrix is not 2-D with whole " +
-                                                  std::string(to_string(t.type)) + " blocks per row");
-    return cpu::weight_ref{t.type, t.shape[0], t.shape[1], base + items[i].offset};
+  auto dev = [&](const auto* host) {
+    using T = std::remove_cv_t<std::remove_pointer_t<decltype(host)>>;
+    return host ? reinterpret_cast<const T*>(base + offset_of.at(host)) : nullptr;
   };
-  auto e = mat(*embd);
-  TROUPE_TRY(e);
-  tok_embd_ = *e;
-  auto o = mat(*out);
-  TROUPE_TRY(o);
-  output_ = *o;
-  output_norm_ = vec(*onorm);
-  inv_freq_ = reinterpret_cast<const float*>(base + inv_freq_offset);
-  for (int64_t l = 0; l < hp.n_layers; ++l) {
-    const size_t* li = layer_items.data() + static_cast<size_t>(l) * per_layer;
-    layer ly;
-    ly.attn_norm = vec(li[0]);
-    ly.ffn_norm = vec(li[1]);
-    cpu::weight_ref* mats[] = {&ly.wq, &ly.wk, &ly.wv, &ly.wo, &ly.w_gate, &ly.w_up, &ly.w_down};
-    for (size_t j = 0; j < 7; ++j) {
-      auto wr = mat(li[2 + j]);
-      TROUPE_TRY(wr);
-      *mats[j] = *wr;
-    }
-    if (hp.qkv_bias) {
-      ly.bq = vec(li[9]);
-      ly.bk = vec(li[10]);
-      ly.bv = vec(li[11]);
-    }
-    layers_.push_back(ly);
+  auto rebind = [&](cpu::weight_ref w) {
+    w.data = base + offset_of.at(w.data);
+    w.packed = nullptr;
+    return w;
+  };
+  tensors_.tok_embd = rebind(bound->tok_embd);
+  tensors_.output = rebind(bound->output);
+  tensors_.output_norm = dev(bound->output_norm);
+  inv_freq_ = dev(bound->inv_freq.data());
+  for (const llama_layer_tensors& l : bound->layers) {
+    llama_layer_tensors d;
+    d.attn_norm = dev(l.attn_norm);
+    d.ffn_norm = dev(l.ffn_norm);
+    d.wq = rebind(l.wq); d.wk = rebind(l.wk); d.wv = rebind(l.wv); d.wo = rebind(l.wo);
+    d.w_gate = rebind(l.w_gate); d.w_up = rebind(l.w_up); d.w_down = rebind(l.w_down);
+    d.bq = dev(l.bq);
+    d.bk = dev(l.bk);
+    d.bv = dev(l.bv);
+    tensors_.layers.push_back(d);
   }
   return {};
 }
@@ -210,13 +186,6 @@ cpu::kv_layer_view cuda_model::kv_layer(int64_t l) const noexcept {
                             static_cast<int>(w_.hp.n_kv_heads), static_cast<int>(w_.hp.head_dim)};
 }
 
-size_t cuda_model::weight_bytes_per_token() const noexcept {
-  size_t total = matrix_bytes(output_) + row_bytes(tok_embd_.type, tok_embd_.cols);
-  for (const auto& l : layers_)
-    total += matrix_bytes(l.wq) + matrix_bytes(l.wk) + matrix_bytes(l.wv) + matrix_bytes(l.wo) + matrix_bytes(l.w_gate) +
-             matrix_bytes(l.w_up) + matrix_bytes(l.w_down);
-  return total;
-}
 
 status cuda_model::reserve(int64_t n_tokens, int64_t n_rows, size_t n_meta) {
   const model_hparams& hp = w_.hp;
@@ -231,8 +200,8 @@ status cuda_model::reserve(int64_t n_tokens, int64_t n_rows, size_t n_meta) {
                              rows * hp.dim,   rows * hp.n_vocab};
     size_t total = 0;
     for (int64_t s : sizes) total += align_up(static_cast<size_t>(s) * sizeof(float));
-    size_t scratch = cuda::matmul_scratch_bytes(output_, rows);
-    for (const layer& l : layers_)
+    size_t scratch = cuda::matmul_scratch_bytes(tensors_.output, rows);
+    for (const llama_layer_tensors& l : tensors_.layers)
       for (const cpu::weight_ref* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
         scratch = std::max(scratch, cuda::matmul_scratch_bytes(*w, tokens));
     TROUPE_TRY(cuda_status(cudaStreamSynchronize(stream_), where("step")));
@@ -320,9 +289,9 @@ status cuda_model::forward(const forward_batch& batch, std::span<float> logits) 
   const float scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
   const int n_heads = static_cast<int>(hp.n_heads);
 
-  TROUPE_TRY(ok(cuda::get_rows(tok_embd_, d_tokens, n_tokens, x_, stream_)));
+  TROUPE_TRY(ok(cuda::get_rows(tensors_.tok_embd, d_tokens, n_tokens, x_, stream_)));
   for (int64_t l = 0; l < hp.n_layers; ++l) {
-    const layer& ly = layers_[static_cast<size_t>(l)];
+    const llama_layer_tensors& ly = tensors_.layers[static_cast<size_t>(l)];
     const cpu::kv_layer_view kvl = kv_layer(l);
 
     // Attention block.
@@ -356,8 +325,8 @@ status cuda_model::forward(const forward_batch& batch, std::span<float> logits) 
   if (n_rows > 0) {
     const cpu::weight_ref hidden{dtype::f32, n_tokens, hp.dim, x_};
     TROUPE_TRY(ok(cuda::get_rows(hidden, d_rows, n_rows, last_, stream_)));
-    TROUPE_TRY(ok(cuda::rms_norm(last_, output_norm_, n_rows, hp.dim, hp.norm_eps, last_, stream_)));
-    TROUPE_TRY(ok(cuda::matmul(mm, output_, last_, n_rows, logits_, stream_)));
+    TROUPE_TRY(ok(cuda::rms_norm(last_, tensors_.output_norm, n_rows, hp.dim, hp.norm_eps, last_, stream_)));
+    TROUPE_TRY(ok(cuda::matmul(mm, tensors_.output, last_, n_rows, logits_, stream_)));
     TROUPE_TRY(cuda_status(cudaMemcpyAsync(logits.data(), logits_, static_cast<size_t>(n_rows * hp.n_vocab) * sizeof(float),
                                            cudaMemcpyDeviceToHost, stream_),
                            where("copy the logits")));

@@ -32,7 +32,7 @@ class cuda_model final : public model_runner {
   status copy_block(int32_t src, int32_t dst) override;
   const model_hparams& hparams() const noexcept override { return w_.hp; }
   const model_weights& weights() const noexcept override { return w_; }
-  size_t weight_bytes_per_token() const noexcept override;
+  size_t weight_bytes_per_token() const noexcept override { return tensors_.weight_bytes_per_token(); }
   int block_size() const noexcept override { return block_size_; }
   int64_t n_blocks() const noexcept override { return n_blocks_; }
   size_t kv_bytes() const noexcept override { return 2 * kv_floats_ * sizeof(float); }
@@ -40,15 +40,6 @@ class cuda_model final : public model_runner {
   int threads() const noexcept override { return 0; }
 
  private:
-  struct layer {
-    const float* attn_norm = nullptr;
-    const float* ffn_norm = nullptr;
-    cpu::weight_ref wq, wk, wv, wo, w_gate, w_up, w_down;
-    const float* bq = nullptr;
-    const float* bk = nullptr;
-    const float* bv = nullptr;
-  };
-
   cuda_model() = default;
   status upload_weights();
   status allocate_kv(const kv_pool_config& kv);
@@ -65,10 +56,8 @@ class cuda_model final : public model_runner {
   cublasHandle_t blas_ = nullptr;
 
   void* weights_mem_ = nullptr;  // every tensor the forward pass reads, and the RoPE frequencies
-  cpu::weight_ref tok_embd_, output_;
-  const float* output_norm_ = nullptr;
+  llama_tensors tensors_;           // pointers into weights_mem_ (tensors_.inv_freq stays empty)
   const float* inv_freq_ = nullptr;
-  std::vector<layer> layers_;
 
   float* kv_k_ = nullptr;
   float* kv_v_ = nullptr;

@@ -93,65 +93,86 @@ std::vector<float> rope_inv_freq(const model_hparams& hp) {
   return f;
 }
 
-expected<std::unique_ptr<llama_model>> llama_model::create(model_weights weights, const model_options& opts) {
-  std::unique_ptr<llama_model> m(new llama_model());
-  m->w_ = std::move(weights);
-  const model_hparams& hp = m->w_.hp;
+expected<llama_tensors> bind_llama_tensors(const model_weights& w) {
+  const model_hparams& hp = w.hp;
   if (hp.n_heads <= 0 || hp.n_kv_heads <= 0 || hp.n_heads % hp.n_kv_heads != 0 || hp.head_dim % 2 != 0)
     return make_error(errc::bad_format, "model: heads (" + std::to_string(hp.n_heads) + ") must be a positive multiple of kv heads (" +
                                             std::to_string(hp.n_kv_heads) + ") and head_dim even");
   const int64_t q_dim = hp.n_heads * hp.head_dim, kv_dim = hp.n_kv_heads * hp.head_dim;
-
-  auto embd = matrix(m->w_, "token_embd.weight", hp.n_vocab, hp.dim);
+  llama_tensors t;
+  auto embd = matrix(w, "token_embd.weight", hp.n_vocab, hp.dim);
   TROUPE_TRY(embd);
-  m->tok_embd_ = *embd;
+  t.tok_embd = *embd;
   if (hp.tied_embeddings) {
-    m->output_ = m->tok_embd_;
+    t.output = t.tok_embd;
   } else {
-    auto out = matrix(m->w_, "output.weight", hp.n_vocab, hp.dim);
+    auto out = matrix(w, "output.weight", hp.n_vocab, hp.dim);
     TROUPE_TRY(out);
-    m->output_ = *out;
+    t.output = *out;
   }
-  auto onorm = vector_f32(m->w_, "output_norm.weight", hp.dim);
+  auto onorm = vector_f32(w, "output_norm.weight", hp.dim);
   TROUPE_TRY(onorm);
-  m->output_norm_ = *onorm;
+  t.output_norm = *onorm;
 
   for (int64_t l = 0; l < hp.n_layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
-    layer ly;
-    auto an = vector_f32(m->w_, p + "attn_norm.weight", hp.dim);
+    llama_layer_tensors ly;
+    auto an = vector_f32(w, p + "attn_norm.weight", hp.dim);
     TROUPE_TRY(an);
-    auto fn = vector_f32(m->w_, p + "ffn_norm.weight", hp.dim);
+    auto fn = vector_f32(w, p + "ffn_norm.weight", hp.dim);
     TROUPE_TRY(fn);
     ly.attn_norm = *an;
     ly.ffn_norm = *fn;
-    auto wq = matrix(m->w_, p + "attn_q.weight", q_dim, hp.dim);
+    auto wq = matrix(w, p + "attn_q.weight", q_dim, hp.dim);
     TROUPE_TRY(wq);
-    auto wk = matrix(m->w_, p + "attn_k.weight", kv_dim, hp.dim);
+    auto wk = matrix(w, p + "attn_k.weight", kv_dim, hp.dim);
     TROUPE_TRY(wk);
-    auto wv = matrix(m->w_, p + "attn_v.weight", kv_dim, hp.dim);
+    auto wv = matrix(w, p + "attn_v.weight", kv_dim, hp.dim);
     TROUPE_TRY(wv);
-    auto wo = matrix(m->w_, p + "attn_output.weight", hp.dim, q_dim);
+    auto wo = matrix(w, p + "attn_output.weight", hp.dim, q_dim);
     TROUPE_TRY(wo);
-    auto wg = matrix(m->w_, p + "ffn_gate.weight", hp.ffn_dim, hp.dim);
+    auto wg = matrix(w, p + "ffn_gate.weight", hp.ffn_dim, hp.dim);
     TROUPE_TRY(wg);
-    auto wu = matrix(m->w_, p + "ffn_up.weight", hp.ffn_dim, hp.dim);
+    auto wu = matrix(w, p + "ffn_up.weight", hp.ffn_dim, hp.dim);
     TROUPE_TRY(wu);
-    auto wd = matrix(m->w_, p + "ffn_down.weight", hp.dim, hp.ffn_dim);
+    auto wd = matrix(w, p + "ffn_down.weight", hp.dim, hp.ffn_dim);
     TROUPE_TRY(wd);
     ly.wq = *wq; ly.wk = *wk; ly.wv = *wv; ly.wo = *wo;
     ly.w_gate = *wg; ly.w_up = *wu; ly.w_down = *wd;
     if (hp.qkv_bias) {
-      auto bq = vector_f32(m->w_, p + "attn_q.bias", q_dim);
+      auto bq = vector_f32(w, p + "attn_q.bias", q_dim);
       TROUPE_TRY(bq);
-      auto bk = vector_f32(m->w_, p + "attn_k.bias", kv_dim);
+      auto bk = vector_f32(w, p + "attn_k.bias", kv_dim);
       TROUPE_TRY(bk);
-      auto bv = vector_f32(m->w_, p + "attn_v.bias", kv_dim);
+      auto bv = vector_f32(w, p + "attn_v.bias", kv_dim);
       TROUPE_TRY(bv);
       ly.bq = *bq; ly.bk = *bk; ly.bv = *bv;
     }
-    m->layers_.push_back(ly);
+    t.layers.push_back(ly);
   }
+  t.inv_freq = rope_inv_freq(hp);
+  if (hp.scaling.freq_factors) {  // Llama 3.1 GGUF: per-frequency divisors stored as a tensor
+    auto factors = vector_f32(w, "rope_freqs.weight", hp.head_dim / 2);
+    TROUPE_TRY(factors);
+    for (size_t i = 0; i < t.inv_freq.size(); ++i) t.inv_freq[i] /= (*factors)[i];
+  }
+  return t;
+}
+
+size_t llama_tensors::weight_bytes_per_token() const noexcept {
+  auto bytes = [](const cpu::weight_ref& w) { return row_bytes(w.type, w.cols) * static_cast<size_t>(w.rows); };
+  size_t total = bytes(output) + row_bytes(tok_embd.type, tok_embd.cols);
+  for (const auto& l : layers)
+    total += bytes(l.wq) + bytes(l.wk) + bytes(l.wv) + bytes(l.wo) + bytes(l.w_gate) + bytes(l.w_up) + bytes(l.w_down);
+  return total;
+}
+
+expected<std::unique_ptr<llama_model>> llama_model::create(model_weights weights, const model_options& opts) {
+  std::unique_ptr<llama_model> m(new llama_model());
+  m->w_ = std::move(weights);
+  auto bound = bind_llama_tensors(m->w_);
+  TROUPE_TRY(bound);
+  m->t_ = std::move(*bound);
   if (opts.repack) {
     auto pack = [&](cpu::weight_ref& w) {
       cpu::packed_weight p = cpu::pack_weight(w);
@@ -162,28 +183,15 @@ expected<std::unique_ptr<llama_model>> llama_model::create(model_weights weights
       // hold the matrix twice (they fault back in from the file if get_row or a test reads them).
       release_pages(w.data, row_bytes(w.type, w.cols) * static_cast<size_t>(w.rows));
     };
-    pack(m->output_);
-    for (auto& ly : m->layers_)
+    pack(m->t_.output);
+    for (auto& ly : m->t_.layers)
       for (cpu::weight_ref* w : {&ly.wq, &ly.wk, &ly.wv, &ly.wo, &ly.w_gate, &ly.w_up, &ly.w_down}) pack(*w);
-  }
-  m->inv_freq_ = rope_inv_freq(hp);
-  if (hp.scaling.freq_factors) {  // Llama 3.1 GGUF: per-frequency divisors stored as a tensor
-    auto factors = vector_f32(m->w_, "rope_freqs.weight", hp.head_dim / 2);
-    TROUPE_TRY(factors);
-    for (size_t i = 0; i < m->inv_freq_.size(); ++i) m->inv_freq_[i] /= (*factors)[i];
   }
   int threads = opts.threads > 0 ? opts.threads : static_cast<int>(std::thread::hardware_concurrency());
   m->pool_ = std::make_unique<cpu::thread_pool>(threads > 0 ? threads : 1);
   return m;
 }
 
-size_t llama_model::weight_bytes_per_token() const noexcept {
-  auto bytes = [](const cpu::weight_ref& w) { return row_bytes(w.type, w.cols) * static_cast<size_t>(w.rows); };
-  size_t total = bytes(output_) + row_bytes(tok_embd_.type, tok_embd_.cols);
-  for (const auto& l : layers_)
-    total += bytes(l.wq) + bytes(l.wk) + bytes(l.wv) + bytes(l.wo) + bytes(l.w_gate) + bytes(l.w_up) + bytes(l.w_down);
-  return total;
-}
 
 void llama_model::ensure_scratch(int64_t n_tokens, int64_t n_logits) {
   const model_hparams& hp = w_.hp;
@@ -220,11 +228,11 @@ status llama_model::forward(const forward_batch& batch, kv_pool& kv, std::span<f
   // Flatten: token i of the batch belongs to step seq_of[i] at position pos_of[i].
   int64_t i = 0;
   for (const auto& s : batch.seqs)
-    for (size_t j = 0; j < s.tokens.size(); ++j, ++i) cpu::get_row(tok_embd_, s.tokens[j], x_.data() + i * hp.dim);
+    for (size_t j = 0; j < s.tokens.size(); ++j, ++i) cpu::get_row(t_.tok_embd, s.tokens[j], x_.data() + i * hp.dim);
 
   const float scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
   for (int64_t l = 0; l < hp.n_layers; ++l) {
-    const layer& ly = layers_[static_cast<size_t>(l)];
+    const llama_layer_tensors& ly = t_.layers[static_cast<size_t>(l)];
     const cpu::kv_layer_view kvl = kv.layer(l);
 
     // Attention block.
@@ -243,8 +251,8 @@ status llama_model::forward(const forward_batch& batch, kv_pool& kv, std::span<f
     for (const auto& s : batch.seqs) {
       for (size_t j = 0; j < s.tokens.size(); ++j, ++i) {
         const int64_t pos = s.start_pos + static_cast<int64_t>(j);
-        cpu::rope(q_.data() + i * q_dim, hp.n_heads, hp.head_dim, pos, inv_freq_.data(), hp.rope);
-        cpu::rope(k_.data() + i * kv_dim, hp.n_kv_heads, hp.head_dim, pos, inv_freq_.data(), hp.rope);
+        cpu::rope(q_.data() + i * q_dim, hp.n_heads, hp.head_dim, pos, t_.inv_freq.data(), hp.rope);
+        cpu::rope(k_.data() + i * kv_dim, hp.n_kv_heads, hp.head_dim, pos, t_.inv_freq.data(), hp.rope);
         cpu::kv_write(kvl, s.block_table.data(), pos, k_.data() + i * kv_dim, v_.data() + i * kv_dim);
         queries_[static_cast<size_t>(i)] =
             cpu::attn_query{q_.data() + i * q_dim, attn_.data() + i * q_dim, s.block_table.data(),
@@ -274,8 +282,8 @@ status llama_model::forward(const forward_batch& batch, kv_pool& kv, std::span<f
       ++o;
     }
   }
-  cpu::rms_norm(pool, last_.data(), output_norm_, n_logits, hp.dim, hp.norm_eps, last_.data());
-  cpu::matmul(pool, output_, last_.data(), n_logits, logits.data());
+  cpu::rms_norm(pool, last_.data(), t_.output_norm, n_logits, hp.dim, hp.norm_eps, last_.data());
+  cpu::matmul(pool, t_.output, last_.data(), n_logits, logits.data());
   return {};
 }
 

@@ -25,6 +25,32 @@ struct model_options {
   bool repack = true;
 };
 
+/// One layer's tensors as the forward pass reads them.
+struct llama_layer_tensors {
+  const float* attn_norm = nullptr;
+  const float* ffn_norm = nullptr;
+  cpu::weight_ref wq, wk, wv, wo, w_gate, w_up, w_down;
+  const float* bq = nullptr;  ///< Qwen2's projection biases (null without)
+  const float* bk = nullptr;
+  const float* bv = nullptr;
+};
+
+/// The tensors of a Llama-family model bound by name and checked against its hyper-parameters:
+/// what the forward pass reads, on the CPU (llama_model) and on a GPU (cuda_model uploads them and
+/// rebinds the pointers).
+struct llama_tensors {
+  cpu::weight_ref tok_embd, output;  ///< output is tok_embd with tied embeddings
+  const float* output_norm = nullptr;
+  std::vector<llama_layer_tensors> layers;
+  std::vector<float> inv_freq;       ///< RoPE frequencies, scaling and rope_freqs.weight applied
+
+  /// Bytes of weights read to produce one token (every matrix once, one embedding row).
+  size_t weight_bytes_per_token() const noexcept;
+};
+
+/// Binds and checks every tensor the forward pass needs; names the first missing or misshapen one.
+expected<llama_tensors> bind_llama_tensors(const model_weights& w);
+
 class llama_model {
  public:
   /// Binds the weights (which stay memory-mapped) and checks what the forward pass needs.
@@ -38,17 +64,9 @@ class llama_model {
   const model_weights& weights() const noexcept { return w_; }
   int threads() const noexcept { return pool_->size(); }
   /// Bytes of weights read to produce one token (every matrix once, one embedding row).
-  size_t weight_bytes_per_token() const noexcept;
+  size_t weight_bytes_per_token() const noexcept { return t_.weight_bytes_per_token(); }
 
  private:
-  struct layer {
-    const float* attn_norm = nullptr;
-    const float* ffn_norm = nullptr;
-    cpu::weight_ref wq, wk, wv, wo, w_gate, w_up, w_down;
-    const float* bq = nullptr;
-    const float* bk = nullptr;
-    const float* bv = nullptr;
-  };
   struct scratch;
 
   llama_model() = default;
@@ -56,11 +74,8 @@ class llama_model {
 
   model_weights w_;
   std::unique_ptr<cpu::thread_pool> pool_;
-  cpu::weight_ref tok_embd_, output_;
-  const float* output_norm_ = nullptr;
-  std::vector<layer> layers_;
+  llama_tensors t_;
   std::vector<cpu::packed_weight> packed_;  ///< owners of the weight_refs' packed copies
-  std::vector<float> inv_freq_;
   // Activations for the largest batch seen so far, reused across calls.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, tmp_, last_;
   std::vector<cpu::attn_query> queries_;
