@@ -353,18 +353,7 @@ void gateway::impl::handle_metrics(std::shared_ptr<response_writer> w) {
               metrics_copy->write(out);
               // One series per model: the replicas of a model are summed.
               std::map<std::string, scheduler_stats> by_model;
-              for (const auto& s : all) {
-                scheduler_stats& sum = by_model[s.model];
-                sum.waiting += s.waiting;
-                sum.running += s.running;
-                sum.preemptions += s.preemptions;
-                sum.kv.blocks_total += s.kv.blocks_total;
-                sum.kv.blocks_used += s.kv.blocks_used;
-                sum.kv.blocks_free += s.kv.blocks_free;
-                sum.kv.blocks_cached += s.kv.blocks_cached;
-                sum.kv.prefix_query_tokens += s.kv.prefix_query_tokens;
-                sum.kv.prefix_hit_tokens += s.kv.prefix_hit_tokens;
-              }
+              for (const auto& s : all) by_model[s.model] += s;
               for (const auto& [name, sum] : by_model) {
                 const metric_labels model{{"model", name}};
                 out.gauge("troupe_queue_depth", "Requests waiting to be scheduled", static_cast<double>(sum.waiting), model);

@@ -223,6 +223,10 @@ class stream_encoder {
   std::vector<std::string> on_end(const usage_info& usage);
 
  private:
+  /// Chat: OpenAI's first chunk of a choice carries the role with empty content; appended to out
+  /// once per choice, before its first text or its finish.
+  void open_choice(size_t i, std::vector<std::string>& out);
+
   api_endpoint endpoint_;
   response_meta meta_;
   bool include_usage_;

@@ -181,6 +181,13 @@ std::string one_chunk(api_endpoint endpoint, const response_meta& meta, bool inc
 
 }  // namespace
 
+void stream_encoder::open_choice(size_t i, std::vector<std::string>& out) {
+  if (role_sent_[i]) return;
+  out.push_back(one_chunk(endpoint_, meta_, include_usage_, static_cast<int32_t>(i),
+                          json{{"role", "assistant"}, {"content", ""}}, std::nullopt, nullptr));
+  role_sent_[i] = true;
+}
+
 std::vector<std::string> stream_encoder::on_text(int32_t index, std::string_view text,
                                                  std::span<const token_logprobs> logprobs,
                                                  bool with_logprobs) {
@@ -188,12 +195,7 @@ std::vector<std::string> stream_encoder::on_text(int32_t index, std::string_view
   if (index < 0 || static_cast<size_t>(index) >= role_sent_.size()) return out;
   const size_t i = static_cast<size_t>(index);
   if (endpoint_ == api_endpoint::chat_completions) {
-    if (!role_sent_[i]) {
-      // OpenAI's first chunk of a choice: the role, with empty content.
-      out.push_back(one_chunk(endpoint_, meta_, include_usage_, index,
-                              json{{"role", "assistant"}, {"content", ""}}, std::nullopt, nullptr));
-      role_sent_[i] = true;
-    }
+    open_choice(i, out);
     out.push_back(one_chunk(endpoint_, meta_, include_usage_, index,
                             json{{"content", std::string(text)}}, std::nullopt,
                             with_logprobs ? chat_logprobs(logprobs) : json(nullptr)));
@@ -211,11 +213,7 @@ std::vector<std::string> stream_encoder::on_finish(int32_t index, finish_reason 
   if (index < 0 || static_cast<size_t>(index) >= role_sent_.size()) return out;
   const size_t i = static_cast<size_t>(index);
   if (endpoint_ == api_endpoint::chat_completions) {
-    if (!role_sent_[i]) {
-      out.push_back(one_chunk(endpoint_, meta_, include_usage_, index,
-                              json{{"role", "assistant"}, {"content", ""}}, std::nullopt, nullptr));
-      role_sent_[i] = true;
-    }
+    open_choice(i, out);
     out.push_back(one_chunk(endpoint_, meta_, include_usage_, index, json::object(), reason, nullptr));
   } else {
     out.push_back(one_chunk(endpoint_, meta_, include_usage_, index, json(""), reason, nullptr));

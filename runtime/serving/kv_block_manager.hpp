@@ -38,6 +38,18 @@ struct kv_block_stats {
   int64_t evictions = 0;            ///< cached blocks reused for something else
   int64_t prefix_query_tokens = 0;  ///< prompt tokens looked up in the prefix cache by allocate()
   int64_t prefix_hit_tokens = 0;    ///< of those, tokens found cached
+
+  /// Adds another pool's counters (several replicas of a model).
+  kv_block_stats& operator+=(const kv_block_stats& o) noexcept {
+    blocks_total += o.blocks_total;
+    blocks_used += o.blocks_used;
+    blocks_free += o.blocks_free;
+    blocks_cached += o.blocks_cached;
+    evictions += o.evictions;
+    prefix_query_tokens += o.prefix_query_tokens;
+    prefix_hit_tokens += o.prefix_hit_tokens;
+    return *this;
+  }
 };
 
 /// Hash of one full block in the chain: parent's hash and the block's token ids.
@@ -89,6 +101,10 @@ class kv_block_manager {
 
   kv_block_stats stats() const;
 
+  /// The name of a full block in the prefix cache: its tokens hashed with the parent block's hash
+  /// as seed (a fixed seed for a prompt's first block). The router's simulator names blocks alike.
+  static prefix_hash hash_block(std::optional<prefix_hash> parent, std::span<const int32_t> tokens);
+
  private:
   struct block_state {
     int32_t ref = 0;
@@ -102,7 +118,6 @@ class kv_block_manager {
     std::vector<prefix_hash> hashes;  ///< hashes of blocks[0 .. hashes.size()), all full and computed
   };
 
-  static prefix_hash hash_block(std::optional<prefix_hash> parent, std::span<const int32_t> tokens);
   /// The cached block holding `tokens` after `parent`, or -1.
   int32_t lookup(std::optional<prefix_hash> parent, std::span<const int32_t> tokens) const;
   /// A free block (evicting the least recently used cached one if needed); -1 when none.

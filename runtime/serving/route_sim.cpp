@@ -1,13 +1,13 @@
 #include "runtime/serving/route_sim.hpp"
 
-#include <xxhash.h>
-
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <queue>
 #include <span>
 #include <unordered_map>
 
+#include "runtime/serving/kv_block_manager.hpp"
 #include "runtime/serving/router_policy.hpp"
 
 namespace troupe {
@@ -94,11 +94,11 @@ workload generate(const route_sim_config& cfg, int n_conversations) {
     }
     w.requests += turns;
     c.head.assign(tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(std::min(head_tokens, tokens.size())));
-    // The chain as kv_block_manager builds it: each full block's hash is seeded with its parent's.
-    uint64_t parent = 0x74726f7570652d31ull;
+    // The chain as kv_block_manager names the blocks in its prefix cache.
+    std::optional<prefix_hash> parent;
     for (size_t b = 0; (b + 1) * block <= tokens.size(); ++b) {
-      parent = XXH3_64bits_withSeed(tokens.data() + b * block, block * sizeof(int32_t), parent);
-      c.chain.push_back(parent);
+      parent = kv_block_manager::hash_block(parent, std::span<const int32_t>(tokens).subspan(b * block, block));
+      c.chain.push_back(*parent);
     }
   }
   // Little's law: mean in flight = request rate x mean service, with the cache-less service time.

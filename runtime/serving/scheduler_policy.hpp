@@ -85,6 +85,16 @@ struct scheduler_stats {
   int64_t preemptions = 0;   ///< total since start
   int64_t steps = 0;
   kv_block_stats kv;
+
+  /// Adds another replica's figures (the model name stays).
+  scheduler_stats& operator+=(const scheduler_stats& o) noexcept {
+    waiting += o.waiting;
+    running += o.running;
+    preemptions += o.preemptions;
+    steps += o.steps;
+    kv += o.kv;
+    return *this;
+  }
 };
 
 class scheduler_policy {
