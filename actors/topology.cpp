@@ -9,7 +9,6 @@
 #include "actors/scheduler_actor.hpp"
 #include "actors/shard_actor.hpp"
 #include "runtime/core/log.hpp"
-#include "runtime/hub/pull.hpp"
 
 namespace troupe {
 namespace {
@@ -46,10 +45,7 @@ expected<local_topology> spawn_topology(caf::actor_system& sys, const serve_conf
   };
   // A bad routing config fails before any model is loaded.
   TROUPE_TRY(validate(cfg.routing));
-  for (model_config mc : cfg.models) {
-    auto resolved = resolve_model_path(mc.path);  // hf:REPO/FILE -> the cached file, pulled if missing
-    if (!resolved) return fail(mc.name, resolved.error());
-    mc.path = *resolved;
+  for (const model_config& mc : cfg.models) {
     engine_options eo;
     eo.model_path = mc.path;
     eo.tokenizer_path = mc.tokenizer;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "runtime/core/log.hpp"
+#include "runtime/hub/pull.hpp"
 
 namespace troupe {
 
@@ -23,7 +24,10 @@ expected<std::unique_ptr<engine>> engine::load(const engine_options& opts) {
   auto device = parse_device(opts.device);
   TROUPE_TRY(device);
   TROUPE_TRY(check_device(*device));
-  auto weights = load_model_weights(opts.model_path);
+  auto path = resolve_model_path(opts.model_path, pull_options{{}, {}, opts.pull_progress});  // hf: -> the cached file
+  TROUPE_TRY(path);
+  e->opts_.model_path = *path;
+  auto weights = load_model_weights(*path);
   TROUPE_TRY(weights);
   auto tok = opts.tokenizer_path.empty() ? load_tokenizer(*weights)
                                          : load_tokenizer(opts.tokenizer_path, static_cast<int32_t>(weights->hp.n_vocab));
@@ -46,7 +50,7 @@ expected<std::unique_ptr<engine>> engine::load(const engine_options& opts) {
   e->runner_ = std::move(*runner);
   const model_runner& r = *e->runner_;
   e->blocks_ = std::make_unique<block_allocator>(r.n_blocks());
-  spdlog::info("engine: {} ({} layers, dim {}) on {}{}, KV {} blocks x {} tokens ({:.1f} MiB)", opts.model_path,
+  spdlog::info("engine: {} ({} layers, dim {}) on {}{}, KV {} blocks x {} tokens ({:.1f} MiB)", e->opts_.model_path,
                hp.n_layers, hp.dim, r.device_name(),
                r.threads() > 0 ? " with " + std::to_string(r.threads()) + " threads" : std::string(), r.n_blocks(),
                r.block_size(), static_cast<double>(r.kv_bytes()) / (1 << 20));

@@ -20,7 +20,8 @@ namespace troupe {
 
 /// Options for loading an engine.
 struct engine_options {
-  std::string model_path;         ///< .gguf, Hugging Face directory, or llama2.c .bin
+  std::string model_path;         ///< .gguf, Hugging Face directory, llama2.c .bin, or hf:REPO/FILE (pulled into the cache)
+  bool pull_progress = false;     ///< a progress bar on stderr while an hf: model downloads
   std::string tokenizer_path;     ///< overrides the tokenizer found with the model ("" = automatic)
   model_options model;            ///< threads (CPU)
   std::string device = "cpu";     ///< "cpu", or "cuda:N" ("cuda" = cuda:0) for a GPU

@@ -172,15 +172,12 @@ int run_bench(bench_args a) {
 void add_bench_engine(CLI::App& app) {
   auto args = std::make_shared<bench_args>();
   CLI::App* cmd = app.add_subcommand("bench-engine", "measure prefill, decode and batched decode speed; prints JSON");
-  cmd->add_option("--model,-m", args->engine.model_path, "model: .gguf file, Hugging Face directory or llama2.c .bin")->required();
+  add_engine_options(*cmd, args->engine);
   cmd->add_option("--prompt-tokens", args->prompt_tokens, "prompt length for prefill (and each batched sequence)")->capture_default_str();
   cmd->add_option("--gen-tokens", args->gen_tokens, "tokens decoded per sequence")->capture_default_str();
   cmd->add_option("--batch", args->batch, "sequences decoding together for batch_decode_tok_s")->capture_default_str();
-  cmd->add_option("--threads,-t", args->engine.model.threads, "CPU threads (default: all cores)");
-  cmd->add_option("--device", args->engine.device, "where the model runs: cpu, or cuda:N for a GPU (no host bandwidth probe then)")->capture_default_str();
   cmd->add_option("--seed", args->seed, "seed of the random prompts")->capture_default_str();
   cmd->add_flag("!--no-repack", args->engine.model.repack, "run Q8_0/Q4_0 matrices from the mapped file as stored, not repacked for the fast kernel");
-  cmd->add_option("--tokenizer", args->engine.tokenizer_path, "tokenizer file when the model has none inside");
   cmd->add_flag("!--no-bandwidth", args->bandwidth, "skip measuring the memory read bandwidth (its 256 MiB probe buffer counts in peak_rss_mb for models smaller than that)");
   cmd->callback([args] { exit_code() = run_bench(*args); });
 }

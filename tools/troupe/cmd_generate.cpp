@@ -6,7 +6,6 @@
 #include <string>
 
 #include "runtime/engine/engine.hpp"
-#include "runtime/hub/pull.hpp"
 #include "tools/troupe/commands.hpp"
 
 namespace troupe::cli {
@@ -26,12 +25,7 @@ struct generate_args {
 };
 
 int run_generate(generate_args a) {
-  auto path = resolve_model_path(a.engine.model_path, pull_options{{}, {}, static_cast<bool>(isatty(STDERR_FILENO))});
-  if (!path) {
-    std::fprintf(stderr, "troupe generate: %s\n", path.error().what().c_str());
-    return 1;
-  }
-  a.engine.model_path = *path;
+  a.engine.pull_progress = isatty(STDERR_FILENO);
   auto eng = engine::load(a.engine);
   if (!eng) {
     std::fprintf(stderr, "troupe generate: %s\n", eng.error().what().c_str());
@@ -76,7 +70,7 @@ int run_generate(generate_args a) {
 void add_generate(CLI::App& app) {
   auto args = std::make_shared<generate_args>();
   CLI::App* cmd = app.add_subcommand("generate", "generate text with a model (text to stdout, logs to stderr)");
-  cmd->add_option("--model,-m", args->engine.model_path, "model: .gguf file, Hugging Face directory, llama2.c .bin, or hf:REPO/FILE (pulled into the cache)")->required();
+  add_engine_options(*cmd, args->engine);
   cmd->add_option("--prompt,-p", args->prompt, "prompt text (default: start from BOS)");
   cmd->add_option("--max-tokens,-n", args->max_tokens, "tokens to generate at most")->capture_default_str()->check(CLI::Range(0, 1 << 20));
   cmd->add_option("--temperature", args->temperature, "sampling temperature; 0 = greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
@@ -85,9 +79,6 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--min-p", args->min_p, "drop tokens under min-p x the top probability (0 = off)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--repeat-penalty", args->repeat_penalty, "repetition penalty (1 = off)")->capture_default_str();
   cmd->add_option("--seed,-s", args->seed, "random seed (default: random)");
-  cmd->add_option("--threads,-t", args->engine.model.threads, "CPU threads (default: all cores)");
-  cmd->add_option("--device", args->engine.device, "where the model runs: cpu, or cuda:N for a GPU")->capture_default_str();
-  cmd->add_option("--tokenizer", args->engine.tokenizer_path, "tokenizer file when the model has none inside (tokenizer.bin, tokenizer.json, tokenizer.model)");
   cmd->add_option("--kv-blocks", args->engine.kv.n_blocks, "KV cache size in blocks (default: from --kv-mb)");
   cmd->add_option("--kv-mb", args->kv_mb, "KV cache budget in MiB (default: one full context, at most 256)");
   cmd->callback([args] {

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "runtime/core/error.hpp"
+#include "runtime/engine/engine.hpp"
 
 namespace troupe::cli {
 
@@ -22,6 +23,10 @@ void add_serve(CLI::App& app);
 void add_pull(CLI::App& app);
 void add_route_sim(CLI::App& app);
 void add_bench(CLI::App& app);
+
+/// The flags of a command that loads one model into an engine: --model (required), --threads,
+/// --device, --tokenizer.
+void add_engine_options(CLI::App& cmd, engine_options& e);
 
 /// The model `troupe serve` serves when none is given: $TROUPE_MODEL, the model cache, ../shared.
 expected<std::string> default_model();
