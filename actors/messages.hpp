@@ -62,7 +62,7 @@ typename Inspector::result_type inspect(Inspector& f, sampling_params& x) {
   });
   return f(caf::meta::type_name("troupe::sampling_params"), x.temperature, x.top_k, x.top_p, x.min_p,
            x.repetition_penalty, x.presence_penalty, x.frequency_penalty, has_seed, seed, rebuild_seed,
-           x.logprobs, x.stop_token_ids);
+           x.logprobs, x.chosen_logprob, x.stop_token_ids);
 }
 
 template <class Inspector>

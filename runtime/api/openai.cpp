@@ -501,6 +501,7 @@ api_result<generation_request> parse_chat_request(std::string_view body, const r
                              "'top_logprobs' is given.", "top_logprobs");
     req.sampling.logprobs = static_cast<int32_t>(*top);
   }
+  req.sampling.chosen_logprob = req.logprobs;
   TROUPE_API_TRY(validate_sampling(req.sampling));
   TROUPE_API_TRY(check_choices(req, limits));
   return req;
@@ -530,6 +531,7 @@ api_result<generation_request> parse_completion_request(std::string_view body,
     req.logprobs = true;
     req.sampling.logprobs = static_cast<int32_t>(*logprobs);
   }
+  req.sampling.chosen_logprob = req.logprobs;
   TROUPE_API_TRY(validate_sampling(req.sampling));
   TROUPE_API_TRY(check_choices(req, limits));
   return req;

@@ -328,10 +328,11 @@ sample_result sampler::sample(std::span<float> logits) {
   sample_result result;
   if (logits.empty()) return result;
 
-  // Raw distribution: its log-normaliser and, when asked, the top-N.
+  // Raw distribution: when log-probabilities are asked for, its log-normaliser and the top-N.
   const float raw_max = sanitize_and_max(logits);
+  const bool want_logprobs = params_.chosen_logprob || params_.logprobs > 0;
   double log_norm = raw_max;
-  if (raw_max > neg_inf) log_norm = raw_max + std::log(sum_exp(logits, raw_max, 1.0f));
+  if (want_logprobs && raw_max > neg_inf) log_norm = raw_max + std::log(sum_exp(logits, raw_max, 1.0f));
   auto logprob_of = [&](float raw) {
     return raw_max > neg_inf ? static_cast<float>(raw - log_norm) : neg_inf;
   };
@@ -360,7 +361,7 @@ sample_result sampler::sample(std::span<float> logits) {
   const int32_t token =
       params_.temperature < greedy_below ? argmax(logits) : sample_random(logits);
   result.token = token;
-  result.logprob = logprob_of(raw_logit(logits, token));
+  if (want_logprobs) result.logprob = logprob_of(raw_logit(logits, token));
   result.is_stop = std::find(params_.stop_token_ids.begin(), params_.stop_token_ids.end(), token) !=
                    params_.stop_token_ids.end();
   accept(token);

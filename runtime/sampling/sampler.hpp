@@ -35,6 +35,9 @@ struct sampling_params {
   float frequency_penalty = 0.0f;   ///< logit -= frequency * count, over generated tokens
   std::optional<uint64_t> seed;     ///< set: reproducible stream; unset: a random seed
   int32_t logprobs = 0;             ///< how many top log-probabilities to return (0 = none)
+  /// Compute the chosen token's log-probability (sample_result::logprob). It costs a pass of exp
+  /// over the vocabulary per token, so it is off unless asked for (it is on whenever logprobs > 0).
+  bool chosen_logprob = false;
   std::vector<int32_t> stop_token_ids;  ///< sampling one of these sets sample_result::is_stop
 
   /// invalid_argument naming the first bad field (temperature < 0, top_p not in (0, 1], ...).
@@ -54,7 +57,7 @@ struct token_logprob {
 /// What one sampling step produced.
 struct sample_result {
   int32_t token = -1;               ///< the chosen token id
-  float logprob = 0.0f;             ///< its log-probability under the raw model distribution
+  float logprob = 0.0f;             ///< its log-probability under the raw model distribution (0 unless asked for)
   std::vector<token_logprob> top;   ///< the params.logprobs most likely tokens, most likely first
   bool is_stop = false;             ///< token is one of params.stop_token_ids
 };

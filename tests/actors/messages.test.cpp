@@ -30,6 +30,7 @@ void expect_same(const sampling_params& a, const sampling_params& b) {
   EXPECT_EQ(a.frequency_penalty, b.frequency_penalty);
   EXPECT_EQ(a.seed, b.seed);
   EXPECT_EQ(a.logprobs, b.logprobs);
+  EXPECT_EQ(a.chosen_logprob, b.chosen_logprob);
   EXPECT_EQ(a.stop_token_ids, b.stop_token_ids);
 }
 void expect_same(const token_logprob& a, const token_logprob& b) {
@@ -139,6 +140,7 @@ sampling_params some_params() {
   p.frequency_penalty = -0.5f;
   p.seed = 0xfedcba9876543210ull;
   p.logprobs = 3;
+  p.chosen_logprob = true;
   p.stop_token_ids = {2, 13};
   return p;
 }

@@ -52,6 +52,7 @@ TEST(OpenaiChatRequest, MinimalRequestHasDefaults) {
   EXPECT_EQ(r->n, 1);
   EXPECT_FALSE(r->stream);
   EXPECT_FALSE(r->logprobs);
+  EXPECT_FALSE(r->sampling.chosen_logprob);  // no log-softmax pass per token unless asked
   EXPECT_FLOAT_EQ(r->sampling.temperature, 1.0f);
   EXPECT_FLOAT_EQ(r->sampling.top_p, 1.0f);
   EXPECT_FALSE(r->sampling.seed.has_value());
@@ -227,6 +228,7 @@ TEST(OpenaiChatRequest, TopLogprobsNeedsLogprobs) {
   auto r = chat(with(chat_base(), "logprobs", true));
   ASSERT_TRUE(r.has_value());
   EXPECT_TRUE(r->logprobs);
+  EXPECT_TRUE(r->sampling.chosen_logprob);
   EXPECT_EQ(r->sampling.logprobs, 0);
 }
 

@@ -492,6 +492,24 @@ TEST(Sampler, LogprobsMatchLogSoftmaxSortedDescending) {
   EXPECT_NEAR(r.logprob, std::log(probs[r.token]), 1e-4);
 }
 
+TEST(Sampler, TheChosenTokensLogprobAloneIsComputedOnlyWhenAskedFor) {
+  const std::vector<float> logits = {2.0f, 1.0f, 0.5f};
+  const auto probs = softmax(logits);
+  sampling_params p;
+  p.temperature = 0.0f;
+  p.chosen_logprob = true;
+  auto row = logits;
+  auto r = sampler(p).sample(row);
+  EXPECT_EQ(r.token, 0);
+  EXPECT_NEAR(r.logprob, std::log(probs[0]), 1e-5);
+  EXPECT_TRUE(r.top.empty());
+  p.chosen_logprob = false;
+  row = logits;
+  r = sampler(p).sample(row);
+  EXPECT_EQ(r.token, 0);
+  EXPECT_EQ(r.logprob, 0.0f);
+}
+
 TEST(Sampler, LogprobsAreOfTheRawDistribution) {
   // Penalties and temperature change what is sampled, not the reported log-probabilities.
   const std::vector<float> logits = {2.0f, 1.0f, 0.5f};
