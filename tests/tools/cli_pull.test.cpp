@@ -151,6 +151,12 @@ TEST_F(CliPull, TheDefaultModelIsDownloadedWhenNoCopyIsFound) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto reply = nlohmann::json::parse(r.out);
   EXPECT_EQ(reply["choices"][0]["text"], ", there was a little girl named Lily. She loved to play");
+  EXPECT_EQ(server.stop(), 0);
+
+  // Downloaded once: it now starts from the cache with no network.
+  where.vars.back() = "TROUPE_HUB_URL=http://127.0.0.1:1";
+  server_process cached({"--threads", "1"}, std::chrono::seconds(30), where);
+  EXPECT_NE(cached.port(), 0) << cached.log();
 }
 
 }  // namespace

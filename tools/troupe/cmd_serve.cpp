@@ -44,13 +44,12 @@ struct serve_args {
 /// Where the default model is published: llama.cpp's copy of stories260K on the Hugging Face hub.
 constexpr const char* default_model_hub_path = "hf:ggml-org/models-moved/tinyllamas/stories260K.gguf";
 
-/// The model served when none is given: $TROUPE_MODEL, else stories260K from the local model cache,
-/// else from ../shared beside the checkout, else the hub path (downloaded into the cache on first
-/// use; without a network that is a clear error).
+/// The model served when none is given: $TROUPE_MODEL, else stories260K placed in the local model
+/// cache by hand, else from ../shared beside the checkout, else the hub path (the cached download,
+/// fetched on first use; without a network that is a clear error).
 expected<std::string> default_model() {
   if (const char* env = std::getenv("TROUPE_MODEL"); env && *env) return std::string(env);
-  const fs::path cache = model_cache_dir(pull_options{});
-  for (const fs::path& c : {cache / "stories260K/stories260K.gguf", cache / "ggml-org/models-moved/tinyllamas/stories260K.gguf",
+  for (const fs::path& c : {model_cache_dir(pull_options{}) / "stories260K/stories260K.gguf",
                             fs::path("../shared/models/stories260K/stories260K.gguf")})
     if (fs::exists(c)) return c.string();
   return std::string(default_model_hub_path);
