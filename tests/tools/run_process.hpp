@@ -3,6 +3,7 @@
 
 #include <sys/wait.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -31,16 +32,22 @@ inline std::string sh_quote(const std::string& s) {
   return q + "'";
 }
 
+/// Safe to call from several threads at once: each call captures into its own pair of files.
 inline process_result run(const std::string& cmdline) {
+  static std::atomic<unsigned> calls{0};
   const auto dir = std::filesystem::temp_directory_path() / ("troupe_run_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
-  const auto out = dir / "out", err = dir / "err";
+  const std::string n = std::to_string(calls.fetch_add(1));
+  const auto out = dir / ("out" + n), err = dir / ("err" + n);
   const std::string full = cmdline + " >" + out.string() + " 2>" + err.string() + " </dev/null";
   const int status = std::system(full.c_str());
   process_result r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   r.out = slurp(out);
   r.err = slurp(err);
+  std::error_code ec;
+  std::filesystem::remove(out, ec);
+  std::filesystem::remove(err, ec);
   return r;
 }
 

@@ -37,17 +37,18 @@ TEST_F(ServeConfigFile, TwoReplicasFromYamlServeConcurrentRequests) {
   const auto models = run("curl -s " + sh_quote(server.url("/v1/models")));
   EXPECT_EQ(nlohmann::json::parse(models.out)["data"][0]["id"], "tales");
   std::vector<std::thread> clients;
-  std::vector<std::string> texts(8);
+  std::vector<std::string> texts(8), raw(8);
   for (int i = 0; i < 8; ++i)
     clients.emplace_back([&, i] {
-      const auto r = run("curl -s -H 'Content-Type: application/json' --data-binary " +
+      const auto r = run("curl -sS -H 'Content-Type: application/json' --data-binary " +
                          sh_quote(R"({"model":"tales","prompt":"Once upon a time","max_tokens":16,"temperature":0})") + " " +
                          sh_quote(server.url("/v1/completions")));
+      raw[static_cast<size_t>(i)] = r.out + r.err;
       const auto j = nlohmann::json::parse(r.out, nullptr, false);
       if (j.is_object() && j.contains("choices")) texts[static_cast<size_t>(i)] = j["choices"][0]["text"];
     });
   for (auto& t : clients) t.join();
-  for (const auto& t : texts) EXPECT_EQ(t, texts[0]);
+  for (size_t i = 0; i < texts.size(); ++i) EXPECT_EQ(texts[i], texts[0]) << raw[i];
   EXPECT_NE(texts[0].find("there was a little girl"), std::string::npos) << texts[0];
   EXPECT_EQ(server.stop(), 0) << server.log();
 }
