@@ -371,6 +371,13 @@ void gateway::impl::handle_metrics(std::shared_ptr<response_writer> w) {
                           model);
                 out.counter("troupe_preemptions_total", "Sequences preempted for lack of KV blocks", static_cast<double>(sum.preemptions), model);
               }
+              // One series per replica: whether the router sends it requests, and how many it sent.
+              for (const auto& s : all) {
+                const metric_labels replica{{"model", s.model}, {"replica", s.replica}};
+                out.gauge("troupe_replica_up", "1 while the router routes requests to the replica", s.up ? 1.0 : 0.0, replica);
+                out.counter("troupe_replica_requests_total", "Requests the router sent to the replica",
+                            static_cast<double>(s.routed), replica);
+              }
               http_response r;
               r.body = out.text();
               r.content_type = std::string(prometheus_writer::content_type);

@@ -18,6 +18,8 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include <caf/actor_system_config.hpp>
 #include <caf/atom.hpp>
@@ -47,6 +49,29 @@ constexpr cancel_atom cancel_atom_v{};
 /// Asks a scheduler (or the router, for all of its schedulers) for its counters.
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
 constexpr stats_atom stats_atom_v{};
+
+/// A replica (model, id, scheduler) is up: the router adds it, or routes to it again (cluster nodes).
+using replica_up_atom = caf::atom_constant<caf::atom("rep_up")>;
+constexpr replica_up_atom replica_up_v{};
+
+/// A replica stopped answering (a missed heartbeat): the router stops routing to it.
+using replica_down_atom = caf::atom_constant<caf::atom("rep_down")>;
+constexpr replica_down_atom replica_down_v{};
+
+/// The cluster handshake: a serialized Hello (cluster/handshake.proto) in, a HelloReply out.
+using hello_atom = caf::atom_constant<caf::atom("hello")>;
+constexpr hello_atom hello_v{};
+
+/// Asks a node for one of its actors by key ("tales/0" a scheduler, "tales/0/shard1" a shard).
+using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
+constexpr lookup_atom lookup_v{};
+
+/// The version of everything above and of the message types below, checked by the cluster
+/// handshake: bump it whenever a type, an atom or the meaning of a message changes.
+constexpr uint32_t protocol_version = 1;
+
+/// The registered names of troupe's message types, in registration order (the handshake compares them).
+const std::vector<std::string>& message_type_names();
 
 // ---- inspectors ----
 // CAF 0.17.6 inspects caf::optional but not std::optional: the seed travels as a presence flag and
@@ -104,7 +129,7 @@ typename Inspector::result_type inspect(Inspector& f, step_result& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, shard_info& x) {
   return f(caf::meta::type_name("troupe::shard_info"), x.n_vocab, x.n_layers, x.context_length, x.n_blocks,
-           x.block_size);
+           x.block_size, x.samples);
 }
 
 template <class Inspector>
@@ -141,7 +166,8 @@ typename Inspector::result_type inspect(Inspector& f, kv_block_stats& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, scheduler_stats& x) {
-  return f(caf::meta::type_name("troupe::scheduler_stats"), x.model, x.waiting, x.running, x.preemptions, x.steps, x.kv);
+  return f(caf::meta::type_name("troupe::scheduler_stats"), x.model, x.replica, x.up, x.routed, x.waiting, x.running, x.preemptions,
+           x.steps, x.kv);
 }
 
 /// Adds every troupe message type to cfg under its stable name; call on every node before the

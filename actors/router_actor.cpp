@@ -41,8 +41,8 @@ namespace troupe {
 
 namespace {
 
-/// How long the router waits for one scheduler's stats.
-constexpr auto stats_timeout = std::chrono::seconds(10);
+/// How long the router waits for one scheduler's stats (a gateway asks with a 5 s timeout).
+constexpr auto stats_timeout = std::chrono::seconds(2);
 
 /// The exit reason of a relay whose scheduler went down before any event: send it elsewhere.
 caf::error retry_reason() { return caf::make_error(caf::sec::request_receiver_down); }
@@ -120,6 +120,15 @@ class router_impl : public router_actor::base {
           on_route(std::move(model), std::move(r), std::move(subscriber));
         },
         [this](cancel_atom, request_id id) { on_cancel(id); },
+        [this](replica_up_atom, std::string& model, std::string& id, scheduler_actor& scheduler) {
+          on_replica_up(std::move(model), std::move(id), std::move(scheduler));
+        },
+        [this](replica_down_atom, std::string& id, std::string& why) {
+          if (!by_id_.count(id)) return;
+          const replica_info* info = policy_.find(id);
+          if (info && info->healthy) spdlog::error("router: replica {} is down ({}); no more requests go to it", id, why);
+          policy_.on_failure(id);
+        },
         [this](stats_atom) -> caf::result<std::vector<scheduler_stats>> { return gather_stats(); },
     };
   }
@@ -135,6 +144,30 @@ class router_impl : public router_actor::base {
     std::vector<std::string> tried;   ///< replicas that went down under it
     bool cancelled = false;
   };
+
+  void on_replica_up(std::string model, std::string id, scheduler_actor scheduler) {
+    if (!scheduler) return;
+    auto known = by_id_.find(id);
+    if (known == by_id_.end()) {
+      if (auto st = policy_.add_replica(model, id); !st) {
+        spdlog::error("router: {}", st.error().what());
+        return;
+      }
+      replicas_.push_back(replica_entry{model, id, scheduler});
+      spdlog::info("router: replica {} of {} joined", id, model);
+    } else if (known->second != scheduler) {  // a new scheduler: the node came back
+      by_addr_.erase(known->second.address());
+      known->second = scheduler;
+      for (auto& r : replicas_)
+        if (r.id == id) r.scheduler = scheduler;
+      spdlog::info("router: replica {} of {} is back", id, model);
+    } else if (const replica_info* info = policy_.find(id); info && !info->healthy) {
+      spdlog::info("router: replica {} answers again", id);
+    }
+    if (by_addr_.emplace(scheduler.address(), id).second) monitor(scheduler);
+    by_id_[id] = scheduler;
+    policy_.on_recovered(id);
+  }
 
   /// The prefix key of a prompt (for a strategy that keeps shared prefixes on one replica).
   std::string prefix_key(const serving_request& r) const { return troupe::prefix_key(r.prompt, prefix_blocks_); }
@@ -165,6 +198,7 @@ class router_impl : public router_actor::base {
     entry.relay = relay;
     entry.replica = std::move(replica);
     policy_.on_start(entry.replica);
+    ++routed_[entry.replica];
     send(scheduler, entry.request, std::move(relay));
   }
 
@@ -226,13 +260,23 @@ class router_impl : public router_actor::base {
     };
     auto g = std::make_shared<gathering>();
     g->stats.resize(replicas_.size());
-    for (size_t i = 0; i < replicas_.size(); ++i) g->stats[i].model = replicas_[i].model;
-    for (const auto& r : replicas_)
-      if (r.scheduler) ++g->missing;
+    for (size_t i = 0; i < replicas_.size(); ++i) {
+      scheduler_stats& st = g->stats[i];
+      st.model = replicas_[i].model;
+      st.replica = replicas_[i].id;
+      const replica_info* info = policy_.find(st.replica);
+      st.up = info && info->healthy;
+      st.routed = routed_[st.replica];
+    }
+    // Only replicas in routing are asked: a request to the proxy of an actor on a dead node is never
+    // answered, it would only delay the others' figures.
+    auto ask = [&](size_t i) { return replicas_[i].scheduler && g->stats[i].up; };
+    for (size_t i = 0; i < replicas_.size(); ++i)
+      if (ask(i)) ++g->missing;
     if (g->missing == 0) return std::move(g->stats);
     g->promise = make_response_promise<std::vector<scheduler_stats>>();
     for (size_t i = 0; i < replicas_.size(); ++i) {
-      if (!replicas_[i].scheduler) continue;
+      if (!ask(i)) continue;
       auto done = [g] {
         if (--g->missing == 0) g->promise.deliver(std::move(g->stats));
       };
@@ -240,6 +284,9 @@ class router_impl : public router_actor::base {
           .then(
               [g, i, done](scheduler_stats& st) {
                 st.model = std::move(g->stats[i].model);
+                st.replica = std::move(g->stats[i].replica);
+                st.up = g->stats[i].up;
+                st.routed = g->stats[i].routed;
                 g->stats[i] = std::move(st);
                 done();
               },
@@ -255,6 +302,7 @@ class router_impl : public router_actor::base {
   std::map<caf::actor_addr, std::string> by_addr_;           ///< scheduler -> replica id
   std::unordered_map<request_id, routed> requests_;          ///< in flight
   std::map<caf::actor_addr, request_id> relays_;             ///< live relays
+  std::unordered_map<std::string, int64_t> routed_;          ///< replica id -> requests sent to it
 };
 
 }  // namespace

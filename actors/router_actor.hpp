@@ -30,8 +30,14 @@ struct replica_entry {
 /// route: (model, request, subscriber). An unknown model or no healthy replica answers the
 /// subscriber at once with a token_event whose finish is error and whose error names the problem
 /// (the gateway checks model names first, so this is the race-only path).
+///
+/// replica_up (model, replica id, scheduler): a replica joins, or comes back with a new scheduler (a
+/// restarted cluster node); replica_down (replica id, why): it missed its heartbeats, route around it
+/// until it is up again. A replica whose scheduler actor goes down is taken out at once (monitoring).
 using router_actor = caf::typed_actor<caf::reacts_to<std::string, serving_request, caf::actor>,
                                       caf::reacts_to<cancel_atom, request_id>,
+                                      caf::reacts_to<replica_up_atom, std::string, std::string, scheduler_actor>,
+                                      caf::reacts_to<replica_down_atom, std::string, std::string>,
                                       caf::replies_to<stats_atom>::with<std::vector<scheduler_stats>>>;
 
 /// A router that sends each request to the least-loaded healthy replica (no prefix affinity).

@@ -1,5 +1,6 @@
 #include "actors/scheduler_actor.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <optional>
@@ -29,15 +30,16 @@ constexpr auto info_timeout = std::chrono::seconds(30);
 // because the next plan is built after the current result came back.
 class scheduler_impl : public scheduler_actor::base {
  public:
-  scheduler_impl(caf::actor_config& cfg, shard_actor shard, std::shared_ptr<const tokenizer> tok,
-                 scheduler_config policy_cfg, kv_block_manager_config kv_cfg)
+  scheduler_impl(caf::actor_config& cfg, std::vector<shard_actor> shards, size_t sampler,
+                 std::shared_ptr<const tokenizer> tok, scheduler_config policy_cfg, kv_block_manager_config kv_cfg)
       : scheduler_actor::base(cfg),
-        shard_(std::move(shard)),
+        shards_(std::move(shards)),
+        sampler_(sampler),
         tok_(std::move(tok)),
         policy_(policy_cfg, kv_cfg, tok_.get()) {}
 
   behavior_type make_behavior() override {
-    monitor(shard_);
+    for (const auto& s : shards_) monitor(s);
     set_down_handler([this](caf::down_msg& dm) { on_down(dm); });
     return {
         [this](serving_request& r, caf::actor& subscriber) { on_request(std::move(r), std::move(subscriber)); },
@@ -65,7 +67,7 @@ class scheduler_impl : public scheduler_actor::base {
   }
 
   void on_down(caf::down_msg& dm) {
-    if (dm.source == shard_.address()) {
+    if (std::any_of(shards_.begin(), shards_.end(), [&](const shard_actor& s) { return dm.source == s.address(); })) {
       on_shard_down(dm.reason);
       return;
     }
@@ -159,17 +161,37 @@ class scheduler_impl : public scheduler_actor::base {
     }
   }
 
+  // Every shard of the replica gets the plan (tensor and pipeline ranks run it together, exchanging
+  // activations among themselves); the step is done when all have answered. The sampling shard's
+  // result carries the tokens; an error from any shard fails the step.
   void run_step(step_plan plan) {
     in_flight_ = true;
     plan_ = std::move(plan);
-    request(shard_, caf::infinite, plan_)
-        .then([this](step_result& r) { on_result(r); },
-              [this](caf::error& err) {  // the shard is unreachable: this step's sequences fail
-                step_result r;
-                r.step = plan_.step;
-                r.error = "shard: " + system().render(err);
-                on_result(r);
-              });
+    waiting_ = shards_.size();
+    gathered_ = step_result{};
+    gathered_.step = plan_.step;
+    for (size_t i = 0; i < shards_.size(); ++i) {
+      request(shards_[i], caf::infinite, plan_)
+          .then([this, i](step_result& r) { on_shard_result(i, std::move(r)); },
+                [this, i](caf::error& err) {  // the shard is unreachable: this step's sequences fail
+                  step_result r;
+                  r.step = plan_.step;
+                  r.error = "shard: " + system().render(err);
+                  on_shard_result(i, std::move(r));
+                });
+    }
+  }
+
+  void on_shard_result(size_t i, step_result r) {
+    if (!r.error.empty()) {
+      if (gathered_.error.empty())
+        gathered_.error = shards_.size() > 1 ? "shard " + std::to_string(i) + ": " + r.error : std::move(r.error);
+    } else if (i == sampler_) {
+      gathered_.outputs = std::move(r.outputs);
+    }
+    if (--waiting_ > 0) return;
+    const step_result done = std::move(gathered_);
+    on_result(done);
   }
 
   void on_result(const step_result& r) {
@@ -180,7 +202,10 @@ class scheduler_impl : public scheduler_actor::base {
     pump();
   }
 
-  shard_actor shard_;
+  std::vector<shard_actor> shards_;   ///< tp x pp shards, stage by stage
+  size_t sampler_ = 0;                ///< the shard whose results carry the tokens
+  size_t waiting_ = 0;                ///< shards yet to answer the step in flight
+  step_result gathered_;              ///< the step in flight's result so far
   std::shared_ptr<const tokenizer> tok_;  ///< the policy holds a raw pointer into it
   scheduler_policy policy_;
   std::unordered_map<request_id, caf::actor> subscribers_;            ///< live requests
@@ -195,15 +220,43 @@ class scheduler_impl : public scheduler_actor::base {
 
 expected<scheduler_actor> spawn_scheduler(caf::actor_system& sys, shard_actor shard,
                                           std::shared_ptr<const tokenizer> tok, const scheduler_options& opts) {
-  if (!shard) return make_error(errc::invalid_argument, "spawn_scheduler: no shard");
+  return spawn_scheduler(sys, std::vector<shard_actor>{std::move(shard)}, std::move(tok), opts);
+}
+
+expected<scheduler_actor> spawn_scheduler(caf::actor_system& sys, std::vector<shard_actor> shards,
+                                          std::shared_ptr<const tokenizer> tok, const scheduler_options& opts) {
+  if (shards.empty() || std::any_of(shards.begin(), shards.end(), [](const shard_actor& s) { return !s; }))
+    return make_error(errc::invalid_argument, "spawn_scheduler: no shard");
+  // The replica's KV pool is what every shard can hold: the smallest pool (a pipeline stage with
+  // more layers, or a rank on a smaller device, has fewer blocks in the same budget).
   std::optional<shard_info> info;
-  std::string failure;
-  {
-    caf::scoped_actor self{sys};
-    self->request(shard, info_timeout, info_atom_v)
-        .receive([&](shard_info& i) { info = i; }, [&](caf::error& e) { failure = sys.render(e); });
+  std::optional<size_t> sampler;
+  for (size_t i = 0; i < shards.size(); ++i) {
+    std::optional<shard_info> one;
+    std::string failure;
+    {
+      caf::scoped_actor self{sys};
+      self->request(shards[i], info_timeout, info_atom_v)
+          .receive([&](shard_info& si) { one = si; }, [&](caf::error& e) { failure = sys.render(e); });
+    }
+    if (!one)
+      return make_error(errc::io_error, "spawn_scheduler: shard " + std::to_string(i) + " did not answer its info: " + failure);
+    if (one->samples) {
+      if (sampler)
+        return make_error(errc::invalid_argument, "spawn_scheduler: shards " + std::to_string(*sampler) + " and " +
+                                                      std::to_string(i) + " both sample");
+      sampler = i;
+    }
+    if (!info) {
+      info = one;
+    } else {
+      if (one->n_vocab != info->n_vocab || one->block_size != info->block_size || one->context_length != info->context_length)
+        return make_error(errc::invalid_argument, "spawn_scheduler: shard " + std::to_string(i) +
+                                                      " serves another model shape than shard 0");
+      info->n_blocks = std::min(info->n_blocks, one->n_blocks);
+    }
   }
-  if (!info) return make_error(errc::io_error, "spawn_scheduler: the shard did not answer its info: " + failure);
+  if (!sampler) return make_error(errc::invalid_argument, "spawn_scheduler: no shard of the replica samples");
   if (info->n_blocks <= 0 || info->block_size <= 0)
     return make_error(errc::invalid_argument, "spawn_scheduler: the shard has no KV blocks");
   if (opts.kv_blocks > info->n_blocks)
@@ -215,7 +268,7 @@ expected<scheduler_actor> spawn_scheduler(caf::actor_system& sys, shard_actor sh
   kv.block_size = info->block_size;
   kv.n_blocks = opts.kv_blocks > 0 ? opts.kv_blocks : info->n_blocks;
   kv.enable_prefix_caching = opts.enable_prefix_caching;
-  return sys.spawn<scheduler_impl>(std::move(shard), std::move(tok), policy, kv);
+  return sys.spawn<scheduler_impl>(std::move(shards), *sampler, std::move(tok), policy, kv);
 }
 
 }  // namespace troupe

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -37,6 +38,11 @@ struct scheduler_options {
 /// Asks the shard for its shape (blocking this thread once, at start-up) and spawns the scheduler.
 /// tok is shared with the gateway, which tokenizes; the scheduler detokenizes for stop strings.
 expected<scheduler_actor> spawn_scheduler(caf::actor_system& sys, shard_actor shard,
+                                          std::shared_ptr<const tokenizer> tok,
+                                          const scheduler_options& opts = {});
+/// A replica of several shards (tp x pp, stage by stage): each step goes to all of them; the one whose
+/// info says it samples returns the tokens. The KV pool is the smallest of the shards'.
+expected<scheduler_actor> spawn_scheduler(caf::actor_system& sys, std::vector<shard_actor> shards,
                                           std::shared_ptr<const tokenizer> tok,
                                           const scheduler_options& opts = {});
 

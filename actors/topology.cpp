@@ -30,6 +30,26 @@ void configure_actor_system(caf::actor_system_config& cfg) {
   cfg.set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::microseconds(100)});
 }
 
+engine_options replica_engine_options(const model_config& mc) {
+  engine_options eo;
+  eo.model_path = mc.path;
+  eo.tokenizer_path = mc.tokenizer;
+  eo.model.threads = mc.threads;
+  eo.device = mc.device;
+  eo.kv.max_bytes = static_cast<size_t>(mc.kv_cache_mb) << 20;
+  eo.kv.n_blocks = mc.kv_blocks;
+  eo.kv_full_contexts = mc.max_num_seqs;  // room for many sequences, within the byte budget
+  return eo;
+}
+
+scheduler_options replica_scheduler_options(const model_config& mc) {
+  scheduler_options so;
+  so.policy.max_num_seqs = mc.max_num_seqs;
+  so.policy.max_num_batched_tokens = mc.max_num_batched_tokens;
+  so.enable_prefix_caching = mc.enable_prefix_caching;
+  return so;
+}
+
 void local_topology::shutdown() {
   for (auto it = actors.rbegin(); it != actors.rend(); ++it) caf::anon_send_exit(*it, caf::exit_reason::user_shutdown);
   actors.clear();
@@ -46,14 +66,7 @@ expected<local_topology> spawn_topology(caf::actor_system& sys, const serve_conf
   // A bad routing config fails before any model is loaded.
   TROUPE_TRY(validate(cfg.routing));
   for (const model_config& mc : cfg.models) {
-    engine_options eo;
-    eo.model_path = mc.path;
-    eo.tokenizer_path = mc.tokenizer;
-    eo.model.threads = mc.threads;
-    eo.device = mc.device;
-    eo.kv.max_bytes = static_cast<size_t>(mc.kv_cache_mb) << 20;
-    eo.kv.n_blocks = mc.kv_blocks;
-    eo.kv_full_contexts = mc.max_num_seqs;  // room for many sequences, within the byte budget
+    const engine_options eo = replica_engine_options(mc);
     // Each replica loads its own engine (its own KV pool and threads); the first one's tokenizer and
     // context length describe the model to the gateway.
     std::shared_ptr<const tokenizer> tok;
@@ -67,11 +80,7 @@ expected<local_topology> spawn_topology(caf::actor_system& sys, const serve_conf
       }
       const shard_actor shard = spawn_shard(sys, std::make_unique<shard_runner>(std::move(*eng)));
       topo.actors.push_back(caf::actor_cast<caf::actor>(shard));
-      scheduler_options so;
-      so.policy.max_num_seqs = mc.max_num_seqs;
-      so.policy.max_num_batched_tokens = mc.max_num_batched_tokens;
-      so.enable_prefix_caching = mc.enable_prefix_caching;
-      auto sched = spawn_scheduler(sys, shard, tok, so);
+      auto sched = spawn_scheduler(sys, shard, tok, replica_scheduler_options(mc));
       if (!sched) return fail(mc.name, sched.error());
       topo.actors.push_back(caf::actor_cast<caf::actor>(*sched));
       replicas.push_back(replica_entry{mc.name, mc.name + "/" + std::to_string(r), *sched});

@@ -13,6 +13,7 @@
 
 #include "actors/gateway.hpp"
 #include "actors/router_actor.hpp"
+#include "actors/scheduler_actor.hpp"
 #include "runtime/config/serve_config.hpp"
 #include "runtime/core/error.hpp"
 
@@ -22,6 +23,10 @@ namespace troupe {
 /// scheduler thread ($TROUPE_CAF_THREADS overrides) with short idle sleeps, so actor hops never wait
 /// for a sleeping poller and no polling thread takes a core from the kernels.
 void configure_actor_system(caf::actor_system_config& cfg);
+
+/// How one replica of mc loads its engine (path, threads, device, KV budget) and schedules.
+engine_options replica_engine_options(const model_config& mc);
+scheduler_options replica_scheduler_options(const model_config& mc);
 
 /// The running actors of a topology.
 struct local_topology {

@@ -23,6 +23,16 @@ else()
   set(TROUPE_HAVE_CAF OFF)
 endif()
 
+# UCX, the host-memory data plane between processes (runtime/comm/ucx_communicator): optional; without
+# it make_ucx_communicator says so.
+pkg_check_modules(UCX IMPORTED_TARGET ucx)
+if(UCX_FOUND)
+  set(TROUPE_HAVE_UCX ON)
+else()
+  message(STATUS "UCX not found: the UCX communicator is not built (run deploy/install-deps.sh)")
+  set(TROUPE_HAVE_UCX OFF)
+endif()
+
 # The CUDA backend is built whenever nvcc is found (a GPU is only needed to run it): Ampere and
 # Hopper unless CMAKE_CUDA_ARCHITECTURES says otherwise. NCCL (tensor parallel across a node's GPUs)
 # is optional within it.

@@ -1,9 +1,16 @@
-# troupe_add_tests(NAME DIR LIBS... [LABELS L...]): one test binary per module, from every *.test.cpp
-# under DIR. Its tests carry the ctest label NAME plus any LABELS (`gpu` for tests that need a GPU).
+# troupe_add_tests(NAME DIR LIBS... [ONLY REGEX] [EXCLUDE REGEX] [LABELS L...]): one test binary per
+# module, from every *.test.cpp under DIR (those whose path matches ONLY, none that match EXCLUDE). Its
+# tests carry the ctest label NAME plus any LABELS (`gpu` for tests that need a GPU).
 # Tests run from the source tree so that ../shared (models, golden files) resolves beside the checkout.
 function(troupe_add_tests name dir)
-  cmake_parse_arguments(PARSE_ARGV 2 arg "" "" "LABELS")
+  cmake_parse_arguments(PARSE_ARGV 2 arg "" "ONLY;EXCLUDE" "LABELS")
   file(GLOB_RECURSE srcs CONFIGURE_DEPENDS ${dir}/*.test.cpp)
+  if(arg_ONLY)
+    list(FILTER srcs INCLUDE REGEX "${arg_ONLY}")
+  endif()
+  if(arg_EXCLUDE)
+    list(FILTER srcs EXCLUDE REGEX "${arg_EXCLUDE}")
+  endif()
   if(NOT srcs)
     return()
   endif()

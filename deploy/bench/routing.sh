@@ -7,6 +7,9 @@
 #
 #   deploy/bench/routing.sh [MODEL.gguf] [REPLICAS] [OUT_DIR]
 #
+# CLUSTER=1 runs the replicas as a cluster instead: a head node (gateway and router) and one
+# `troupe node` process per replica, from a generated config on loopback ports.
+#
 # Environment: STRATEGIES (chwbl,round-robin,least-loaded), PREFIX_LEN (320), SUFFIX_LEN (32),
 # NUM_PREFIXES (6), NUM_PROMPTS (240), OUTPUT_LEN (16), CONCURRENCY (12), THREADS (1 per replica),
 # KV_MB (256: KV cache per replica; prefix affinity pays when one replica cannot cache every prefix).
@@ -26,10 +29,37 @@ metric() {  # sum of a metric's samples in /metrics
 
 echo "| strategy | prefix-cache hit rate | mean TTFT ms | p99 TTFT ms | mean E2E ms | output tok/s | failed |"
 echo "|---|---|---|---|---|---|---|"
+start_server() {  # strategy -> the pids to stop afterwards, in $pids
+  local strategy=$1
+  if [[ "${CLUSTER:-0}" != 1 ]]; then
+    "$troupe" serve --model "bench=$model" --replicas "$replicas" --threads "${THREADS:-1}" --routing "$strategy" \
+      --kv-mb "${KV_MB:-256}" --port "$port" 2>"$out/serve-$strategy.log" &
+    pids=$!
+    return
+  fi
+  local cfg="$out/cluster-$strategy.yaml"
+  {
+    echo "cluster: routing-bench"
+    echo "routing: {strategy: $strategy}"
+    echo "nodes:"
+    echo "  - {name: head, host: 127.0.0.1, port: 18500, http_port: $port}"
+    for r in $(seq 1 "$replicas"); do echo "  - {name: w$r, host: 127.0.0.1, port: $((18500 + r)), threads: ${THREADS:-1}}"; done
+    echo "models:"
+    echo "  - name: bench"
+    echo "    path: $model"
+    echo "    kv_cache_mb: ${KV_MB:-256}"
+    echo "    replicas:"
+    for r in $(seq 1 "$replicas"); do echo "      - node: w$r"; done
+  } >"$cfg"
+  pids=""
+  for n in head $(seq -f "w%g" 1 "$replicas"); do
+    "$troupe" node --config "$cfg" --name "$n" 2>"$out/node-$strategy-$n.log" &
+    pids="$pids $!"
+  done
+}
+
 for strategy in ${strategies//,/ }; do
-  "$troupe" serve --model "bench=$model" --replicas "$replicas" --threads "${THREADS:-1}" --routing "$strategy" \
-    --kv-mb "${KV_MB:-256}" --port "$port" 2>"$out/serve-$strategy.log" &
-  pid=$!
+  start_server "$strategy"
   for _ in $(seq 1 300); do curl -sf -o /dev/null "http://127.0.0.1:$port/ready" && break; sleep 0.2; done
   "$troupe" bench --url "http://127.0.0.1:$port" --model bench --tokenizer "$model" --dataset shared-prefix \
     --prefix-len "${PREFIX_LEN:-320}" --suffix-len "${SUFFIX_LEN:-32}" --num-prefixes "${NUM_PREFIXES:-6}" \
@@ -37,7 +67,8 @@ for strategy in ${strategies//,/ }; do
     --ignore-eos --temperature 0 --seed 1 --no-progress --json "$out/bench-$strategy.json" >"$out/bench-$strategy.txt"
   hits=$(metric troupe_prefix_cache_hits_total)
   queries=$(metric troupe_prefix_cache_queries_total)
-  kill -TERM "$pid" && wait "$pid" || true
+  for pid in $pids; do kill -TERM "$pid"; done
+  for pid in $pids; do wait "$pid" || true; done
   python3 - "$out/bench-$strategy.json" "$strategy" "$hits" "$queries" <<'PY'
 import json, sys
 run = json.load(open(sys.argv[1]))["runs"][0]

@@ -1,7 +1,8 @@
 #pragma once
 // The data plane between the shards of one model: the tensor-parallel all-reduce and point-to-point
 // transfers (pipeline activations). One interface, several transports: NCCL between GPUs
-// (nccl_communicator), UCX between hosts later. Tensors never ride on CAF messages.
+// (nccl_communicator), UCX between processes and hosts (ucx_communicator), threads of one process
+// (local_communicator, for tests and in-process replicas). Tensors never ride on CAF messages.
 
 #include <cstddef>
 

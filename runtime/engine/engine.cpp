@@ -37,9 +37,14 @@ expected<std::unique_ptr<engine>> engine::load(const engine_options& opts) {
     return make_error(errc::shape_mismatch, "tokenizer has " + std::to_string(e->tok_->n_vocab()) +
                                                 " tokens but the model only " + std::to_string(weights->hp.n_vocab));
   const model_hparams hp = weights->hp;
+  // A shard of a parallel replica sizes its pool by its own layers and kv heads (the runner checks
+  // the layout against the weights' block sizes too).
+  const parallel_layout& layout = opts.model.parallel.layout;
+  TROUPE_TRY(layout.validate(hp, 1));
+  const shard_shape shard = layout.shape(hp);
   kv_pool_config kvc = opts.kv;
   if (kvc.n_blocks <= 0) {  // no more than kv_full_contexts whole contexts: small models stay small
-    const size_t per_block = kv_pool::bytes_per_block(hp.n_layers, hp.n_kv_heads, hp.head_dim, kvc.block_size);
+    const size_t per_block = kv_pool::bytes_per_block(shard.n_layers, shard.n_kv_heads, hp.head_dim, kvc.block_size);
     const int64_t ctx_blocks = (hp.context_length + kvc.block_size - 1) / kvc.block_size;
     kvc.n_blocks = std::min<int64_t>(static_cast<int64_t>(kvc.max_bytes / per_block),
                                      ctx_blocks * std::max<int64_t>(1, opts.kv_full_contexts));
@@ -50,8 +55,8 @@ expected<std::unique_ptr<engine>> engine::load(const engine_options& opts) {
   e->runner_ = std::move(*runner);
   const model_runner& r = *e->runner_;
   e->blocks_ = std::make_unique<block_allocator>(r.n_blocks());
-  spdlog::info("engine: {} ({} layers, dim {}) on {}{}, KV {} blocks x {} tokens ({:.1f} MiB)", e->opts_.model_path,
-               hp.n_layers, hp.dim, r.device_name(),
+  spdlog::info("engine: {} ({} layers, dim {}){} on {}{}, KV {} blocks x {} tokens ({:.1f} MiB)", e->opts_.model_path,
+               hp.n_layers, hp.dim, layout.single() ? std::string() : " as the shard " + layout.to_string(), r.device_name(),
                r.threads() > 0 ? " with " + std::to_string(r.threads()) + " threads" : std::string(), r.n_blocks(),
                r.block_size(), static_cast<double>(r.kv_bytes()) / (1 << 20));
   return e;

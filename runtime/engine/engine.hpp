@@ -23,7 +23,7 @@ struct engine_options {
   std::string model_path;         ///< .gguf, Hugging Face directory, llama2.c .bin, or hf:REPO/FILE (pulled into the cache)
   bool pull_progress = false;     ///< a progress bar on stderr while an hf: model downloads
   std::string tokenizer_path;     ///< overrides the tokenizer found with the model ("" = automatic)
-  model_options model;            ///< threads (CPU)
+  model_options model;            ///< threads, repacking, and the shard's place in a parallel replica (CPU)
   std::string device = "cpu";     ///< "cpu", or "cuda:N" ("cuda" = cuda:0) for a GPU
   kv_pool_config kv;              ///< KV cache size (blocks or bytes) and block size
   int64_t prefill_chunk = 512;    ///< longest prompt chunk run in one forward call

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -173,6 +175,18 @@ expected<std::unique_ptr<llama_model>> llama_model::create(model_weights weights
   auto bound = bind_llama_tensors(m->w_);
   TROUPE_TRY(bound);
   m->t_ = std::move(*bound);
+  const parallel_context& par = opts.parallel;
+  TROUPE_TRY(par.validate());
+  for (const auto* c : {par.tp.get(), par.pp.get()})
+    if (c && c->buffers() != buffer_space::host)
+      return make_error(errc::invalid_argument, "parallel layout (" + par.layout.to_string() +
+                                                    "): the CPU model needs communicators of host buffers");
+  int block = 1;  // the column slices of every layer's wo and w_down must be whole blocks
+  for (const auto& ly : m->t_.layers) block = std::max({block, block_elems(ly.wo.type), block_elems(ly.w_down.type)});
+  TROUPE_TRY(par.layout.validate(m->w_.hp, block));
+  m->par_ = par;
+  m->shard_ = par.layout.shape(m->w_.hp);
+  if (!par.layout.single()) m->slice_tensors();
   if (opts.repack) {
     auto pack = [&](cpu::weight_ref& w) {
       cpu::packed_weight p = cpu::pack_weight(w);
@@ -192,21 +206,69 @@ expected<std::unique_ptr<llama_model>> llama_model::create(model_weights weights
   return m;
 }
 
+void llama_model::slice_tensors() {
+  const int64_t head_dim = w_.hp.head_dim, rank = par_.layout.tp_rank;
+  const int64_t q_dim = shard_.n_heads * head_dim, kv_dim = shard_.n_kv_heads * head_dim, ffn = shard_.ffn_dim;
+  // Rows [first, first + n) of a row-major matrix are a pointer into it.
+  auto rows = [](cpu::weight_ref& w, int64_t first, int64_t n) {
+    w.data = static_cast<const uint8_t*>(w.data) + row_bytes(w.type, w.cols) * static_cast<size_t>(first);
+    w.rows = n;
+  };
+  // Columns [first, first + n) are a sub-range of every row: copied (whole blocks, checked by validate).
+  auto cols = [&](cpu::weight_ref& w, int64_t first, int64_t n) {
+    if (n == w.cols) return;
+    const size_t src_stride = row_bytes(w.type, w.cols), stride = row_bytes(w.type, n);
+    const auto* src = static_cast<const uint8_t*>(w.data) + row_bytes(w.type, first);
+    auto copy = std::make_unique_for_overwrite<uint8_t[]>(stride * static_cast<size_t>(w.rows));
+    for (int64_t r = 0; r < w.rows; ++r)
+      std::memcpy(copy.get() + stride * static_cast<size_t>(r), src + src_stride * static_cast<size_t>(r), stride);
+    // The shard reads its copy from now on: the file's pages may go (as for repacked weights).
+    release_pages(w.data, src_stride * static_cast<size_t>(w.rows));
+    w = cpu::weight_ref{w.type, w.rows, n, copy.get()};
+    sliced_.push_back(std::move(copy));
+  };
+  const auto first = t_.layers.begin() + shard_.first_layer;
+  t_.layers = std::vector<llama_layer_tensors>(first, first + shard_.n_layers);
+  for (auto& ly : t_.layers) {
+    rows(ly.wq, rank * q_dim, q_dim);
+    rows(ly.wk, rank * kv_dim, kv_dim);
+    rows(ly.wv, rank * kv_dim, kv_dim);
+    rows(ly.w_gate, rank * ffn, ffn);
+    rows(ly.w_up, rank * ffn, ffn);
+    cols(ly.wo, rank * q_dim, q_dim);
+    cols(ly.w_down, rank * ffn, ffn);
+    if (ly.bq) {
+      ly.bq += rank * q_dim;
+      ly.bk += rank * kv_dim;
+      ly.bv += rank * kv_dim;
+    }
+  }
+  // Other shards neither embed nor project to the vocabulary: they hold no such weights.
+  if (!par_.layout.first_stage()) t_.tok_embd = {};
+  if (!par_.layout.samples()) {
+    t_.output = {};
+    t_.output_norm = nullptr;
+  }
+}
+
+unexpected llama_model::comm_error(const error& e, const char* what) const {
+  return make_error(e.code(), "forward (" + par_.layout.to_string() + "): " + what + ": " + e.message());
+}
 
 void llama_model::ensure_scratch(int64_t n_tokens, int64_t n_logits) {
   const model_hparams& hp = w_.hp;
   auto grow = [](std::vector<float>& v, int64_t n) {
     if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
   };
-  const int64_t q_dim = hp.n_heads * hp.head_dim, kv_dim = hp.n_kv_heads * hp.head_dim;
+  const int64_t q_dim = shard_.n_heads * hp.head_dim, kv_dim = shard_.n_kv_heads * hp.head_dim;
   grow(x_, n_tokens * hp.dim);
   grow(xn_, n_tokens * hp.dim);
   grow(q_, n_tokens * q_dim);
   grow(k_, n_tokens * kv_dim);
   grow(v_, n_tokens * kv_dim);
   grow(attn_, n_tokens * q_dim);
-  grow(gate_, n_tokens * hp.ffn_dim);
-  grow(up_, n_tokens * hp.ffn_dim);
+  grow(gate_, n_tokens * shard_.ffn_dim);
+  grow(up_, n_tokens * shard_.ffn_dim);
   grow(tmp_, n_tokens * hp.dim);
   grow(last_, n_logits * hp.dim);
   if (queries_.size() < static_cast<size_t>(n_tokens)) queries_.resize(static_cast<size_t>(n_tokens));
@@ -216,24 +278,31 @@ status llama_model::forward(const forward_batch& batch, kv_pool& kv, std::span<f
   const model_hparams& hp = w_.hp;
   const int64_t n_tokens = batch.n_tokens(), n_logits = batch.n_logits();
   if (n_tokens == 0) return {};
-  if (logits.size() < static_cast<size_t>(n_logits * hp.n_vocab))
+  const parallel_layout& layout = par_.layout;
+  if (layout.samples() && logits.size() < static_cast<size_t>(n_logits * hp.n_vocab))
     return make_error(errc::invalid_argument, "forward: logits buffer too small");
-  const int64_t q_dim = hp.n_heads * hp.head_dim, kv_dim = hp.n_kv_heads * hp.head_dim;
+  const int64_t n_heads = shard_.n_heads, n_kv_heads = shard_.n_kv_heads, ffn_dim = shard_.ffn_dim;
+  const int64_t q_dim = n_heads * hp.head_dim, kv_dim = n_kv_heads * hp.head_dim;
+  const size_t x_floats = static_cast<size_t>(n_tokens * hp.dim);
 
-  // Validate every step before touching the cache, so a bad step fails alone and cleanly.
+  // Validate every step before touching the cache, so a bad step fails alone and cleanly; and before
+  // any communication, so every shard of a replica refuses the same batches and none is left waiting.
   TROUPE_TRY(check_batch(batch, hp, kv.n_blocks(), kv.block_size()));
-  ensure_scratch(n_tokens, n_logits);
+  ensure_scratch(n_tokens, layout.samples() ? n_logits : 0);
   cpu::thread_pool& pool = *pool_;
 
-  // Flatten: token i of the batch belongs to step seq_of[i] at position pos_of[i].
   int64_t i = 0;
-  for (const auto& s : batch.seqs)
-    for (size_t j = 0; j < s.tokens.size(); ++j, ++i) cpu::get_row(t_.tok_embd, s.tokens[j], x_.data() + i * hp.dim);
+  if (layout.first_stage()) {
+    for (const auto& s : batch.seqs)
+      for (size_t j = 0; j < s.tokens.size(); ++j, ++i) cpu::get_row(t_.tok_embd, s.tokens[j], x_.data() + i * hp.dim);
+  } else if (auto st = par_.pp->recv(x_.data(), x_floats, layout.pp_stage - 1); !st) {
+    return comm_error(st.error(), "receiving the previous stage's activations");
+  }
 
   const float scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
-  for (int64_t l = 0; l < hp.n_layers; ++l) {
-    const llama_layer_tensors& ly = t_.layers[static_cast<size_t>(l)];
-    const cpu::kv_layer_view kvl = kv.layer(l);
+  for (size_t l = 0; l < t_.layers.size(); ++l) {
+    const llama_layer_tensors& ly = t_.layers[l];
+    const cpu::kv_layer_view kvl = kv.layer(static_cast<int64_t>(l));
 
     // Attention block.
     cpu::rms_norm(pool, x_.data(), ly.attn_norm, n_tokens, hp.dim, hp.norm_eps, xn_.data());
@@ -251,26 +320,42 @@ status llama_model::forward(const forward_batch& batch, kv_pool& kv, std::span<f
     for (const auto& s : batch.seqs) {
       for (size_t j = 0; j < s.tokens.size(); ++j, ++i) {
         const int64_t pos = s.start_pos + static_cast<int64_t>(j);
-        cpu::rope(q_.data() + i * q_dim, hp.n_heads, hp.head_dim, pos, t_.inv_freq.data(), hp.rope);
-        cpu::rope(k_.data() + i * kv_dim, hp.n_kv_heads, hp.head_dim, pos, t_.inv_freq.data(), hp.rope);
+        cpu::rope(q_.data() + i * q_dim, n_heads, hp.head_dim, pos, t_.inv_freq.data(), hp.rope);
+        cpu::rope(k_.data() + i * kv_dim, n_kv_heads, hp.head_dim, pos, t_.inv_freq.data(), hp.rope);
         cpu::kv_write(kvl, s.block_table.data(), pos, k_.data() + i * kv_dim, v_.data() + i * kv_dim);
         queries_[static_cast<size_t>(i)] =
             cpu::attn_query{q_.data() + i * q_dim, attn_.data() + i * q_dim, s.block_table.data(),
                             static_cast<int32_t>(pos + 1)};
       }
     }
-    cpu::paged_attention(pool, kvl, queries_.data(), n_tokens, static_cast<int>(hp.n_heads), scale);
+    cpu::paged_attention(pool, kvl, queries_.data(), n_tokens, static_cast<int>(n_heads), scale);
     cpu::matmul(pool, ly.wo, attn_.data(), n_tokens, tmp_.data());
+    // Each tp rank has its heads' share of the projection; their sum is the whole.
+    if (par_.tp)
+      if (auto st = par_.tp->all_reduce_sum(tmp_.data(), x_floats); !st)
+        return comm_error(st.error(), "all-reducing the attention output");
     cpu::add_inplace(pool, x_.data(), tmp_.data(), n_tokens * hp.dim);
 
     // Feed-forward block (SwiGLU).
     cpu::rms_norm(pool, x_.data(), ly.ffn_norm, n_tokens, hp.dim, hp.norm_eps, xn_.data());
     cpu::matmul(pool, ly.w_gate, xn_.data(), n_tokens, gate_.data());
     cpu::matmul(pool, ly.w_up, xn_.data(), n_tokens, up_.data());
-    cpu::silu_mul(pool, gate_.data(), up_.data(), n_tokens * hp.ffn_dim, gate_.data());
+    cpu::silu_mul(pool, gate_.data(), up_.data(), n_tokens * ffn_dim, gate_.data());
     cpu::matmul(pool, ly.w_down, gate_.data(), n_tokens, tmp_.data());
+    if (par_.tp)
+      if (auto st = par_.tp->all_reduce_sum(tmp_.data(), x_floats); !st)
+        return comm_error(st.error(), "all-reducing the feed-forward output");
     cpu::add_inplace(pool, x_.data(), tmp_.data(), n_tokens * hp.dim);
   }
+
+  // After the all-reduces every tp rank holds the whole activations: each passes its own copy to
+  // its twin in the next stage.
+  if (!layout.last_stage()) {
+    if (auto st = par_.pp->send(x_.data(), x_floats, layout.pp_stage + 1); !st)
+      return comm_error(st.error(), "sending the activations to the next stage");
+    return {};
+  }
+  if (!layout.samples()) return {};
 
   // Logits only for the last token of each step that wants them.
   i = 0;

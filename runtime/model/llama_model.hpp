@@ -9,6 +9,7 @@
 
 #include "kernels/cpu/ops.hpp"
 #include "kernels/cpu/thread_pool.hpp"
+#include "runtime/comm/parallel.hpp"
 #include "runtime/core/error.hpp"
 #include "runtime/kv/kv_pool.hpp"
 #include "runtime/model/forward_batch.hpp"
@@ -23,6 +24,9 @@ struct model_options {
   /// 2-3x faster batched steps). The copy takes as much memory as the matrices; the file stays
   /// mapped but its pages are no longer read. false: run on the mapped file as it is.
   bool repack = true;
+  /// This shard's place in a tensor/pipeline-parallel replica and its communicators (host buffers);
+  /// the default is the whole model in one shard.
+  parallel_context parallel{};
 };
 
 /// One layer's tensors as the forward pass reads them.
@@ -53,29 +57,48 @@ expected<llama_tensors> bind_llama_tensors(const model_weights& w);
 
 class llama_model {
  public:
-  /// Binds the weights (which stay memory-mapped) and checks what the forward pass needs.
+  /// Binds the weights (which stay memory-mapped) and checks what the forward pass needs. With a
+  /// parallel layout (opts.parallel), keeps only this shard's part: its stage's layers, and in each
+  /// its rank's heads and feed-forward rows (Megatron style: wq/wk/wv, w_gate and w_up split by rows,
+  /// wo and w_down by columns, the latter copied); the embedding on the first stage only, the output
+  /// norm and projection on the sampling shard only. A layout the model does not divide into is
+  /// invalid_argument naming why.
   static expected<std::unique_ptr<llama_model>> create(model_weights weights, const model_options& opts = {});
 
   /// Runs the batch: writes K/V of every token into its sequence's blocks, and for each step with
   /// want_logits the logits of its last token into logits (n_logits x n_vocab, in step order).
+  /// A shard of a parallel replica runs its part and exchanges activations with its peers: a later
+  /// stage receives them from the one before instead of embedding the tokens; the tp ranks sum the
+  /// attention and feed-forward outputs; an earlier stage sends its output on. Only the sampling
+  /// shard writes logits (the others may pass an empty span). Every shard checks the batch
+  /// (check_batch) before it communicates, so all shards of a replica refuse the same batches.
+  /// kv holds this shard's layers and kv heads.
   status forward(const forward_batch& batch, kv_pool& kv, std::span<float> logits);
 
+  /// The whole model's hyper-parameters, whatever part of it this shard holds.
   const model_hparams& hparams() const noexcept { return w_.hp; }
+  /// This shard's part of the model (all of it without a parallel layout).
+  const shard_shape& shard() const noexcept { return shard_; }
   const model_weights& weights() const noexcept { return w_; }
   int threads() const noexcept { return pool_->size(); }
-  /// Bytes of weights read to produce one token (every matrix once, one embedding row).
+  /// Bytes of weights this shard reads to produce one token (every matrix once, one embedding row).
   size_t weight_bytes_per_token() const noexcept { return t_.weight_bytes_per_token(); }
 
  private:
-  struct scratch;
-
   llama_model() = default;
+  /// Keeps this shard's part of t_ (the layout already checked against the model).
+  void slice_tensors();
   void ensure_scratch(int64_t n_tokens, int64_t n_logits);
+  /// A communicator's error as this shard's: which shard, what it was doing.
+  unexpected comm_error(const error& e, const char* what) const;
 
   model_weights w_;
   std::unique_ptr<cpu::thread_pool> pool_;
   llama_tensors t_;
+  parallel_context par_;
+  shard_shape shard_;
   std::vector<cpu::packed_weight> packed_;  ///< owners of the weight_refs' packed copies
+  std::vector<std::unique_ptr<uint8_t[]>> sliced_;  ///< owners of the column slices (wo, w_down) of a tp rank
   // Activations for the largest batch seen so far, reused across calls.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, tmp_, last_;
   std::vector<cpu::attn_query> queries_;

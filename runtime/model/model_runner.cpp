@@ -74,8 +74,11 @@ status check_device(const device_spec& device) {
 }
 
 expected<std::unique_ptr<model_runner>> create_model_runner(model_weights weights, const runner_options& opts) {
-  const model_hparams hp = weights.hp;
   if (opts.device.kind == device_spec::kind_t::cuda) {
+    if (!opts.cpu.parallel.layout.single())
+      return make_error(errc::invalid_argument, opts.device.to_string() + ": tensor and pipeline parallelism (" +
+                                                    opts.cpu.parallel.layout.to_string() +
+                                                    ") run on the CPU only for now");
 #if TROUPE_HAVE_CUDA
     auto m = cuda_model::create(std::move(weights), opts.device.index, opts.kv);
     TROUPE_TRY(m);
@@ -86,7 +89,9 @@ expected<std::unique_ptr<model_runner>> create_model_runner(model_weights weight
   }
   auto model = llama_model::create(std::move(weights), opts.cpu);
   TROUPE_TRY(model);
-  auto kv = kv_pool::create(hp.n_layers, hp.n_kv_heads, hp.head_dim, opts.kv);
+  // The pool holds this shard's layers and kv heads only.
+  const shard_shape& shard = (*model)->shard();
+  auto kv = kv_pool::create(shard.n_layers, shard.n_kv_heads, (*model)->hparams().head_dim, opts.kv);
   TROUPE_TRY(kv);
   return std::unique_ptr<model_runner>(std::make_unique<cpu_runner>(std::move(*model), std::move(*kv)));
 }

@@ -65,7 +65,7 @@ class model_runner {
 /// How to create a runner.
 struct runner_options {
   device_spec device;
-  model_options cpu;   ///< CPU threads (the CPU runner only)
+  model_options cpu;   ///< CPU threads, repacking and the parallel layout (the CPU runner only; a GPU refuses a layout other than one shard)
   kv_pool_config kv;   ///< block_size and n_blocks (already resolved: n_blocks > 0)
 };
 

@@ -80,13 +80,16 @@ struct token_event {
 /// Counters for /metrics.
 struct scheduler_stats {
   std::string model;         ///< the model the replica serves (filled in by the router)
+  std::string replica;       ///< the replica's id (router)
+  bool up = true;            ///< the router routes to it (router: healthy, heartbeats answered)
+  int64_t routed = 0;        ///< requests the router sent to it since it joined (router, retries included)
   int64_t waiting = 0;       ///< queue depth
   int64_t running = 0;
   int64_t preemptions = 0;   ///< total since start
   int64_t steps = 0;
   kv_block_stats kv;
 
-  /// Adds another replica's figures (the model name stays).
+  /// Adds another replica's figures (the model name, the replica fields stay).
   scheduler_stats& operator+=(const scheduler_stats& o) noexcept {
     waiting += o.waiting;
     running += o.running;

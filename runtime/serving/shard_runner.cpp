@@ -26,6 +26,7 @@ shard_runner::shard_runner(std::unique_ptr<engine> e) : engine_(std::move(e)) {
   info_.context_length = hp.context_length;
   info_.n_blocks = engine_->n_blocks();
   info_.block_size = engine_->block_size();
+  info_.samples = engine_->options().model.parallel.layout.samples();
 }
 
 status shard_runner::validate(const step_plan& plan) const {
@@ -97,21 +98,22 @@ step_result shard_runner::run_checked(const step_plan& plan) {
       return result;
     }
 
-  // New samplers join the shard only once the forward pass has succeeded.
+  // New sequences join the shard only once the forward pass has succeeded.
   std::vector<std::pair<request_id, std::unique_ptr<sampler>>> fresh;
   forward_batch batch;
   batch.seqs.reserve(plan.seqs.size());
   for (const seq_plan& s : plan.seqs) {
-    if (s.new_sequence) fresh.emplace_back(s.id, std::make_unique<sampler>(s.params, s.prompt));
+    if (s.new_sequence) fresh.emplace_back(s.id, info_.samples ? std::make_unique<sampler>(s.params, s.prompt) : nullptr);
     batch.seqs.push_back(seq_step{s.tokens, s.start_pos, s.block_table, s.sample});
   }
   const size_t n_vocab = static_cast<size_t>(info_.n_vocab);
-  logits_.resize(static_cast<size_t>(batch.n_logits()) * n_vocab);
+  logits_.resize(info_.samples ? static_cast<size_t>(batch.n_logits()) * n_vocab : 0);
   if (auto st = engine_->forward(batch, logits_); !st) {
     result.error = st.error().what();
     return result;
   }
   for (auto& [id, smp] : fresh) samplers_[id] = std::move(smp);
+  if (!info_.samples) return result;
 
   size_t row = 0;
   for (const seq_plan& s : plan.seqs) {

@@ -7,6 +7,12 @@
 // block id out of range, bad sampling settings, ...) leaves the KV memory and the samplers as they
 // were and comes back as a step_result with `error` set. Only `released` applies even then: those
 // sequences have ended whatever became of this step.
+//
+// A shard of a tensor/pipeline-parallel replica (engine_options::model.parallel) gets the same plans
+// as its peers and runs its part of the forward pass with them. Every shard keeps the set of live
+// sequences and checks a plan the same way, from the plan and that set alone, so all of a replica's
+// shards accept or refuse it together; only the sampling shard (parallel_layout::samples) holds
+// samplers and returns outputs, the others return empty outputs (or the error).
 
 #include <cstdint>
 #include <memory>
@@ -27,6 +33,7 @@ struct shard_info {
   int64_t context_length = 0;
   int64_t n_blocks = 0;     ///< KV blocks on this shard: ids [0, n_blocks)
   int32_t block_size = 0;   ///< tokens per KV block
+  bool samples = true;      ///< its step results carry the sampled tokens (one shard of a tp x pp replica)
 };
 
 class shard_runner {
@@ -41,7 +48,7 @@ class shard_runner {
   step_result run(const step_plan& plan);
 
   shard_info info() const noexcept { return info_; }
-  /// Sequences whose sampler the shard holds (created with new_sequence, not yet released).
+  /// Live sequences (created with new_sequence, not yet released).
   size_t n_sequences() const noexcept { return samplers_.size(); }
 
  private:
@@ -51,6 +58,7 @@ class shard_runner {
 
   std::unique_ptr<engine> engine_;
   shard_info info_;
+  /// The live sequences, with their samplers on the sampling shard (null on the others).
   std::unordered_map<request_id, std::unique_ptr<sampler>> samplers_;
   std::vector<float> logits_;   ///< n_logits x n_vocab of the last step, reused
 };

@@ -82,6 +82,7 @@ void expect_same(const shard_info& a, const shard_info& b) {
   EXPECT_EQ(a.context_length, b.context_length);
   EXPECT_EQ(a.n_blocks, b.n_blocks);
   EXPECT_EQ(a.block_size, b.block_size);
+  EXPECT_EQ(a.samples, b.samples);
 }
 
 void expect_same(const serving_request& a, const serving_request& b) {
@@ -121,6 +122,9 @@ void expect_same(const kv_block_stats& a, const kv_block_stats& b) {
 }
 void expect_same(const scheduler_stats& a, const scheduler_stats& b) {
   EXPECT_EQ(a.model, b.model);
+  EXPECT_EQ(a.replica, b.replica);
+  EXPECT_EQ(a.up, b.up);
+  EXPECT_EQ(a.routed, b.routed);
   EXPECT_EQ(a.waiting, b.waiting);
   EXPECT_EQ(a.running, b.running);
   EXPECT_EQ(a.preemptions, b.preemptions);
@@ -191,7 +195,9 @@ token_event some_event(finish_kind finish) {
   ev.usage = usage_counts{12, 5, 8};
   return ev;
 }
-scheduler_stats some_stats() { return scheduler_stats{"stories", 3, 4, 5, 6, kv_block_stats{128, 20, 108, 7, 9, 300, 120}}; }
+scheduler_stats some_stats() {
+  return scheduler_stats{"stories", "stories/1", false, 17, 3, 4, 5, 6, kv_block_stats{128, 20, 108, 7, 9, 300, 120}};
+}
 step_result some_result() { return step_result{99, {{1, some_sample()}, {2, sample_result{}}}, "step: boom"}; }
 
 class Messages : public ::testing::Test {
@@ -232,7 +238,7 @@ TEST_F(Messages, EachTypeRoundTripsThroughTheBinarySerializer) {
   expect_same(round_trip(seq_output{5, some_sample()}), seq_output{5, some_sample()});
   expect_same(round_trip(some_result()), some_result());
   expect_same(round_trip(step_result{}), step_result{});
-  const shard_info info{512, 5, 512, 128, 16};
+  const shard_info info{512, 5, 512, 128, 16, false};
   expect_same(round_trip(info), info);
   expect_same(round_trip(some_request()), some_request());
   expect_same(round_trip(serving_request{}), serving_request{});

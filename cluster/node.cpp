@@ -1,0 +1,453 @@
+#include "cluster/node.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+
+#include "actors/gateway.hpp"
+#include "actors/messages.hpp"
+#include "actors/router_actor.hpp"
+#include "actors/scheduler_actor.hpp"
+#include "actors/shard_actor.hpp"
+#include "actors/topology.hpp"
+#include "cluster/handshake.hpp"
+#include "runtime/comm/ucx_communicator.hpp"
+#include "runtime/core/log.hpp"
+#include "runtime/hub/pull.hpp"
+#include "runtime/model/weights.hpp"
+
+namespace troupe::cluster {
+
+using namespace std::chrono_literals;
+
+namespace {
+
+/// How long one control-plane exchange with a peer may take (handshake, lookup).
+constexpr auto peer_timeout = 5s;
+/// Retries of an unreachable peer start at this and double up to the cap.
+constexpr auto backoff_first = 100ms;
+constexpr auto backoff_cap = 1000ms;
+/// Shards of a tp/pp group wait this long for each other at start-up.
+constexpr auto data_plane_connect_timeout = 120s;
+
+/// The tokenizer and context length of a model, read from its file without loading the weights'
+/// pages (a gateway or scheduler node needs no weights).
+struct model_meta {
+  std::shared_ptr<const tokenizer> tok;
+  int64_t context_length = 0;
+};
+
+expected<model_meta> load_model_meta(const model_config& mc) {
+  auto path = resolve_model_path(mc.path);
+  TROUPE_TRY(path);
+  auto weights = load_model_weights(*path);
+  TROUPE_TRY(weights);
+  auto tok = mc.tokenizer.empty() ? load_tokenizer(*weights)
+                                  : load_tokenizer(mc.tokenizer, static_cast<int32_t>(weights->hp.n_vocab));
+  TROUPE_TRY(tok);
+  return model_meta{std::shared_ptr<const tokenizer>(std::move(*tok)), weights->hp.context_length};
+}
+
+}  // namespace
+
+void configure_node_system(caf::actor_system_config& cfg) {
+  // A node restarted after a crash binds its shards' UCX ports again at once, instead of waiting for
+  // the previous run's connections to time out (UCX reads this when a shard joins its group).
+  ::setenv("UCX_TCP_CM_REUSEADDR", "y", 0);
+  configure_actor_system(cfg);
+  cfg.load<caf::io::middleman>();
+}
+
+struct node_runtime::state {
+  state(caf::actor_system& s, cluster_config c, std::string n)
+      : sys(s), cfg(std::move(c)), name(std::move(n)), me(*cfg.find_node(name)), hello(make_hello(cfg, name)) {}
+
+  caf::actor_system& sys;
+  const cluster_config cfg;
+  const std::string name;
+  const node_config& me;
+  const wire::Hello hello;
+
+  std::atomic<bool> stopping{false};
+  std::mutex mu;                              // guards everything below
+  std::condition_variable wake;               // stop() wakes sleepers
+  std::map<std::string, caf::actor> local;    // this node's shards and schedulers by key
+  std::map<std::string, caf::actor> links;    // node name -> its node actor, after the handshake
+  std::set<std::string> refusals;             // peers refused (logged once each)
+  std::vector<caf::actor> schedulers, shards;  // to stop on shutdown, schedulers first
+  std::vector<std::thread> threads;
+
+  caf::actor node_actor;
+  router_actor router;
+  std::unique_ptr<gateway> gw;
+  std::map<std::string, size_t> replicas_up;  // gateway: model -> replicas routed to now
+
+  /// Sleeps d unless stopping; false when stopping.
+  bool sleep_for(std::chrono::milliseconds d) {
+    std::unique_lock lock(mu);
+    return !wake.wait_for(lock, d, [this] { return stopping.load(); });
+  }
+
+  void put_local(const std::string& key, caf::actor a, bool is_shard) {
+    std::lock_guard lock(mu);
+    local[key] = a;
+    (is_shard ? shards : schedulers).push_back(std::move(a));
+  }
+  void drop_local(const std::string& key) {
+    std::lock_guard lock(mu);
+    local.erase(key);
+  }
+  void drop_link(const std::string& node) {
+    std::lock_guard lock(mu);
+    links.erase(node);
+  }
+
+  /// The node actor of `node`, connected and handshaken.
+  expected<caf::actor> link(const std::string& node) {
+    {
+      std::lock_guard lock(mu);
+      if (auto it = links.find(node); it != links.end()) return it->second;
+    }
+    const node_config* peer = cfg.find_node(node);
+    auto remote = sys.middleman().remote_actor(peer->host, static_cast<uint16_t>(peer->port));
+    if (!remote)
+      return make_error(errc::unavailable, "node '" + node + "' at " + peer->host + ":" + std::to_string(peer->port) +
+                                               " is not reachable: " + sys.render(remote.error()));
+    std::string reply, failure;
+    {
+      caf::scoped_actor self{sys};
+      self->request(*remote, peer_timeout, hello_v, hello.SerializeAsString())
+          .receive([&](std::string& r) { reply = std::move(r); }, [&](caf::error& e) { failure = sys.render(e); });
+    }
+    if (!failure.empty())
+      return make_error(errc::unavailable, "node '" + node + "' did not answer the handshake: " + failure);
+    if (const std::string why = check_reply(hello, reply); !why.empty()) {
+      std::lock_guard lock(mu);
+      if (refusals.insert(node).second) spdlog::error("node {}: refusing {}", name, why);
+      return make_error(errc::invalid_argument, why);
+    }
+    std::lock_guard lock(mu);
+    if (refusals.erase(node)) spdlog::info("node {}: node '{}' is compatible now", name, node);
+    links[node] = *remote;
+    return *remote;
+  }
+
+  /// The actor `key` of `node` (this one or a peer); not ready yet, or unreachable, is an error.
+  expected<caf::actor> lookup(const std::string& node, const std::string& key) {
+    if (node == name) {
+      std::lock_guard lock(mu);
+      if (auto it = local.find(key); it != local.end()) return it->second;
+      return make_error(errc::not_found, key + " is not running on this node (yet)");
+    }
+    auto peer = link(node);
+    TROUPE_TRY(peer);
+    caf::actor found;
+    std::string failure;
+    bool peer_gone = false;
+    {
+      caf::scoped_actor self{sys};
+      self->request(*peer, peer_timeout, lookup_v, key)
+          .receive([&](caf::actor& a) { found = std::move(a); },
+                   [&](caf::error& e) {
+                     failure = sys.render(e);
+                     peer_gone = e != caf::sec::runtime_error;  // runtime_error: up, but not ready yet
+                   });
+    }
+    if (found) return found;
+    if (peer_gone) drop_link(node);  // the connection broke: connect again next time
+    return make_error(errc::unavailable, key + " on node '" + node + "': " + failure);
+  }
+
+  /// lookup, retried with backoff until it succeeds or the node stops. Logs once while waiting.
+  expected<caf::actor> lookup_retrying(const std::string& node, const std::string& key) {
+    auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(backoff_first);
+    bool logged = false;
+    for (;;) {
+      auto a = lookup(node, key);
+      if (a) {
+        if (logged) spdlog::info("node {}: found {} on node '{}'", name, key, node);
+        return a;
+      }
+      if (!logged) {
+        spdlog::info("node {}: waiting for {} on node '{}': {}", name, key, node, a.error().what());
+        logged = true;
+      }
+      if (!sleep_for(delay)) return make_error(errc::unavailable, "node is stopping");
+      delay = std::min<std::chrono::milliseconds>(delay * 2, backoff_cap);
+    }
+  }
+};
+
+namespace {
+
+using state_ptr = std::shared_ptr<node_runtime::state>;
+
+/// The node actor: the handshake, and lookups of this node's shards and schedulers.
+caf::behavior node_actor_behavior(caf::event_based_actor* self, state_ptr s) {
+  return {
+      [s](hello_atom, const std::string& peer) -> std::string { return answer_hello(s->hello, peer); },
+      [s](lookup_atom, const std::string& key) -> caf::result<caf::actor> {
+        std::lock_guard lock(s->mu);
+        if (auto it = s->local.find(key); it != s->local.end()) return it->second;
+        return caf::make_error(caf::sec::runtime_error, key + " is not running on node '" + s->name + "' (yet)");
+      },
+  };
+}
+
+/// "host:port" of every member of a UCX group: the shards `indices` of a replica, on their group's port.
+std::vector<std::string> group_peers(const cluster_config& cfg, const cluster_model& m, int replica,
+                                     const std::vector<int>& indices, bool tp_group) {
+  std::vector<std::string> peers;
+  for (int k : indices) {
+    const shard_slot slot{&m, replica, k};
+    const node_config* n = cfg.find_node(slot.node());
+    const data_ports ports = shard_data_ports(cfg, slot);
+    peers.push_back(n->host + ":" + std::to_string(tp_group ? ports.tp : ports.pp));
+  }
+  return peers;
+}
+
+/// Loads one shard of a replica (its communicators first: they wait for the group's other shards).
+void run_shard(const state_ptr& s, shard_slot slot) {
+  const cluster_model& m = *slot.model;
+  engine_options eo = replica_engine_options(m.model);
+  if (eo.model.threads == 0) eo.model.threads = s->me.threads;
+  parallel_layout& layout = eo.model.parallel.layout;
+  layout = parallel_layout{m.tp, slot.rank(), m.pp, slot.stage()};
+  auto connect = [&](bool tp_group) -> expected<std::shared_ptr<communicator>> {
+    std::vector<int> members;
+    if (tp_group)
+      for (int r = 0; r < m.tp; ++r) members.push_back(slot.stage() * m.tp + r);
+    else
+      for (int st = 0; st < m.pp; ++st) members.push_back(st * m.tp + slot.rank());
+    ucx_options uo;
+    uo.rank = tp_group ? slot.rank() : slot.stage();
+    uo.peers = group_peers(s->cfg, m, slot.replica, members, tp_group);
+    uo.connect_timeout = data_plane_connect_timeout;
+    spdlog::info("node {}: shard {} joins its {} group ({} ranks) on {}", s->name, slot.key(), tp_group ? "tp" : "pp",
+                 members.size(), uo.peers[static_cast<size_t>(uo.rank)]);
+    auto c = make_ucx_communicator(uo);
+    TROUPE_TRY(c);
+    return std::shared_ptr<communicator>(std::move(*c));
+  };
+  auto fail = [&](const error& e) { spdlog::error("node {}: shard {} cannot start: {}", s->name, slot.key(), e.what()); };
+  if (m.tp > 1) {
+    auto c = connect(true);
+    if (!c) return fail(c.error());
+    eo.model.parallel.tp = *c;
+  }
+  if (m.pp > 1) {
+    auto c = connect(false);
+    if (!c) return fail(c.error());
+    eo.model.parallel.pp = *c;
+  }
+  if (s->stopping) return;
+  auto shard = spawn_shard(s->sys, eo);
+  if (!shard) return fail(shard.error());
+  s->put_local(slot.key(), caf::actor_cast<caf::actor>(*shard), true);
+  spdlog::info("node {}: shard {} ready ({})", s->name, slot.key(), layout.to_string());
+}
+
+/// Runs one replica's scheduler: finds its shards, spawns it, and starts it again whenever it goes
+/// down (a shard's node died) once the shards are back.
+void run_scheduler(const state_ptr& s, const cluster_model* m, int replica) {
+  const std::string key = replica_key(m->model.name, replica);
+  auto meta = load_model_meta(m->model);
+  if (!meta) {
+    spdlog::error("node {}: scheduler {} cannot start: {}", s->name, key, meta.error().what());
+    return;
+  }
+  const replica_placement& p = m->replicas[static_cast<size_t>(replica)];
+  while (!s->stopping) {
+    std::vector<shard_actor> shards;
+    for (int k = 0; k < static_cast<int>(p.shards.size()); ++k) {
+      const shard_slot slot{m, replica, k};
+      auto a = s->lookup_retrying(slot.node(), slot.key());
+      if (!a) return;  // stopping
+      shards.push_back(caf::actor_cast<shard_actor>(*a));
+    }
+    auto sched = spawn_scheduler(s->sys, shards, meta->tok, replica_scheduler_options(m->model));
+    if (!sched) {
+      spdlog::error("node {}: scheduler {}: {}", s->name, key, sched.error().what());
+      if (!s->sleep_for(backoff_cap)) return;
+      continue;
+    }
+    const caf::actor a = caf::actor_cast<caf::actor>(*sched);
+    s->put_local(key, a, false);
+    spdlog::info("node {}: scheduler {} ready ({} shard{})", s->name, key, shards.size(), shards.size() == 1 ? "" : "s");
+    // Wait for it to go down (or the node to stop).
+    caf::scoped_actor self{s->sys};
+    self->monitor(a);
+    bool down = false;
+    while (!down && !s->stopping) {
+      self->receive([&](caf::down_msg& dm) { down = dm.source == a.address(); },
+                    caf::after(std::chrono::milliseconds(200)) >> [] {});
+    }
+    s->drop_local(key);
+    if (down) spdlog::warn("node {}: scheduler {} went down; starting it again once its shards answer", s->name, key);
+  }
+}
+
+/// Gateway side of one replica: finds its scheduler, puts it in the router, and checks on it every
+/// heartbeat interval. No answer within the timeout takes it out of routing; a scheduler that went
+/// away (its node died) is looked up again until its node is back.
+void watch_replica(const state_ptr& s, const cluster_model* m, int replica) {
+  const std::string key = replica_key(m->model.name, replica);
+  const std::string node = m->replicas[static_cast<size_t>(replica)].scheduler;
+  const auto interval = std::chrono::milliseconds(s->cfg.heartbeat.interval_ms);
+  const auto timeout = std::chrono::milliseconds(s->cfg.heartbeat.timeout_ms);
+  auto set_up = [&](bool up) {
+    std::lock_guard lock(s->mu);
+    size_t& n = s->replicas_up[m->model.name];
+    n = up ? n + 1 : (n > 0 ? n - 1 : 0);
+    // Ready once every model has had a replica; later a model without one answers each request with
+    // its own error (no healthy replica) while the other models keep serving.
+    bool all = true;
+    for (const auto& cm : s->cfg.models) all = all && s->replicas_up[cm.model.name] > 0;
+    if (all && s->gw) s->gw->set_ready(true);
+  };
+  while (!s->stopping) {
+    auto found = s->lookup_retrying(node, key);
+    if (!found) return;
+    const auto sched = caf::actor_cast<scheduler_actor>(*found);
+    caf::anon_send(s->router, replica_up_v, m->model.name, key, sched);
+    set_up(true);
+    bool routed = true;
+    caf::scoped_actor self{s->sys};
+    // A request to the proxy of an actor whose node died is never answered; the monitor says it died.
+    self->monitor(sched);
+    while (!s->stopping) {
+      bool answered = false;
+      std::string failure;
+      bool gone = false;
+      self->request(sched, timeout, stats_atom_v).receive([&](scheduler_stats&) { answered = true; },
+                                                    [&](caf::error& e) {
+                                                      failure = s->sys.render(e);
+                                                      gone = e != caf::sec::request_timeout;
+                                                    });
+      self->receive([&](caf::down_msg& dm) {
+                      if (dm.source != sched.address()) return;
+                      gone = true;
+                      failure = s->sys.render(dm.reason);
+                    },
+                    caf::after(std::chrono::milliseconds(0)) >> [] {});
+      if (answered && !routed) {
+        caf::anon_send(s->router, replica_up_v, m->model.name, key, sched);
+        set_up(true);
+        routed = true;
+      } else if (!answered && routed) {
+        const std::string why = gone ? "its scheduler is gone (" + failure + ")"
+                                     : "no heartbeat answer in " + std::to_string(timeout.count()) + " ms";
+        caf::anon_send(s->router, replica_down_v, key, why);
+        set_up(false);
+        routed = false;
+      }
+      if (gone) {
+        s->drop_link(node);
+        break;  // look it up again: its node restarts with a new scheduler
+      }
+      if (!s->sleep_for(interval)) break;
+    }
+    if (routed) set_up(false);
+  }
+}
+
+}  // namespace
+
+node_runtime::node_runtime(std::shared_ptr<state> s) : s_(std::move(s)) {}
+
+node_runtime::~node_runtime() { stop(std::chrono::milliseconds(0)); }
+
+uint16_t node_runtime::http_port() const noexcept { return s_->gw ? s_->gw->port() : 0; }
+
+expected<std::unique_ptr<node_runtime>> node_runtime::start(caf::actor_system& sys, cluster_config cfg,
+                                                            const std::string& name) {
+  if (!cfg.find_node(name))
+    return make_error(errc::invalid_argument, "no node named '" + name + "' in the config (nodes: " + cfg.node_names() + ")");
+  auto s = std::make_shared<state>(sys, std::move(cfg), name);
+  std::unique_ptr<node_runtime> rt(new node_runtime(s));
+
+  // A gateway node loads every model's tokenizer first: a bad model path fails the start, loudly.
+  std::vector<served_model> served;
+  if (s->me.http_port > 0) {
+    for (const auto& m : s->cfg.models) {
+      auto meta = load_model_meta(m.model);
+      if (!meta) return make_error(meta.error().code(), "model '" + m.model.name + "': " + meta.error().message());
+      served.push_back(served_model{m.model.name, meta->tok, meta->context_length});
+    }
+  }
+
+  s->node_actor = sys.spawn(node_actor_behavior, s);
+  auto port = sys.middleman().publish(s->node_actor, static_cast<uint16_t>(s->me.port), s->me.host.c_str(), true);
+  if (!port) {
+    caf::anon_send_exit(s->node_actor, caf::exit_reason::user_shutdown);
+    return make_error(errc::unavailable, "node '" + name + "': cannot listen on " + s->me.host + ":" +
+                                             std::to_string(s->me.port) + ": " + sys.render(port.error()));
+  }
+
+  for (const shard_slot& slot : shards_on(s->cfg, name)) s->threads.emplace_back([s, slot] { run_shard(s, slot); });
+  for (const auto& m : s->cfg.models)
+    for (int r = 0; r < static_cast<int>(m.replicas.size()); ++r)
+      if (m.replicas[static_cast<size_t>(r)].scheduler == name)
+        s->threads.emplace_back([s, mp = &m, r] { run_scheduler(s, mp, r); });
+
+  if (s->me.http_port > 0) {
+    auto router = spawn_router(sys, std::vector<replica_entry>{}, s->cfg.routing);
+    if (!router) {
+      rt->stop(std::chrono::milliseconds(0));
+      return unexpected{router.error()};
+    }
+    s->router = *router;
+    gateway_options go;
+    go.http.host = s->me.http_host;
+    go.http.port = static_cast<uint16_t>(s->me.http_port);
+    auto gw = gateway::start(sys, s->router, std::move(served), go);
+    if (!gw) {
+      rt->stop(std::chrono::milliseconds(0));
+      return make_error(gw.error().code(), "node '" + name + "': gateway: " + gw.error().message());
+    }
+    {
+      std::lock_guard lock(s->mu);
+      s->gw = std::move(*gw);
+    }
+    for (const auto& m : s->cfg.models)
+      for (int r = 0; r < static_cast<int>(m.replicas.size()); ++r)
+        s->threads.emplace_back([s, mp = &m, r] { watch_replica(s, mp, r); });
+  }
+  return rt;
+}
+
+void node_runtime::stop(std::chrono::milliseconds drain) {
+  if (!s_ || s_->stopping.exchange(true)) return;
+  s_->wake.notify_all();
+  if (s_->gw) s_->gw->stop(drain);
+  for (auto& t : s_->threads)
+    if (t.joinable()) t.join();
+  std::vector<caf::actor> schedulers, shards;
+  {
+    std::lock_guard lock(s_->mu);
+    schedulers.swap(s_->schedulers);
+    shards.swap(s_->shards);
+    s_->local.clear();
+    s_->links.clear();
+  }
+  // Front to back, so nobody reports a peer's exit as a failure: router, schedulers, shards.
+  if (s_->router) caf::anon_send_exit(s_->router, caf::exit_reason::user_shutdown);
+  for (const auto& a : schedulers) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  for (const auto& a : shards) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  s_->sys.middleman().unpublish(s_->node_actor, static_cast<uint16_t>(s_->me.port));
+  caf::anon_send_exit(s_->node_actor, caf::exit_reason::user_shutdown);
+  s_->gw.reset();
+}
+
+}  // namespace troupe::cluster
