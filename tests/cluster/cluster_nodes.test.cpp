@@ -151,6 +151,31 @@ TEST_F(ClusterNodes, TensorTimesPipelineParallelTwoByTwoGivesTheOneShardText) {
   EXPECT_EQ(text_of(complete(port, "stories260K", "Once upon a time", 32)), expected) << logs();
 }
 
+TEST_F(ClusterNodes, TwoGatewayNodesEachRouteToTheSameReplicas) {
+  // Redundant gateways: each runs its own router over the same schedulers; either one serves.
+  const std::string text = on_free_ports(
+      "cluster: two-gateways\n"
+      "nodes:\n"
+      "  - {name: g1, host: 127.0.0.1, port: 7470, http_port: 8070}\n"
+      "  - {name: g2, host: 127.0.0.1, port: 7471, http_port: 8071}\n"
+      "  - {name: w1, host: 127.0.0.1, port: 7472, threads: 1}\n"
+      "models:\n"
+      "  - name: stories260K\n"
+      "    path: stories260K/stories260K.gguf\n"
+      "    replicas: [{node: w1}]\n");
+  const fs::path cfg = dir_ / "two-gateways.yaml";
+  std::ofstream(cfg) << text;
+  for (const char* n : {"g1", "g2", "w1"}) start(cfg.string(), n);
+  const int p1 = http_port_of(text, "g1"), p2 = http_port_of(text, "g2");
+  ASSERT_TRUE(ready(p1) && ready(p2)) << logs();
+  const std::string a = text_of(complete(p1, "stories260K", "Once upon a time", 16));
+  EXPECT_NE(a.find("there was a little girl"), std::string::npos) << a;
+  EXPECT_EQ(text_of(complete(p2, "stories260K", "Once upon a time", 16)), a);
+  // One gateway going away leaves the other serving.
+  EXPECT_EQ(nodes_["g1"]->kill(SIGTERM), 0);
+  EXPECT_EQ(text_of(complete(p2, "stories260K", "Once upon a time", 16)), a);
+}
+
 /// One streamed request: completed (finish_reason and [DONE]), ended with an error event or status,
 /// or hung (the client gave up).
 enum class outcome { completed, error, hung };
