@@ -227,9 +227,12 @@ void gateway::impl::handle_generate(const http_request& req, std::shared_ptr<res
                               chat ? "messages" : "prompt");
     if (!budget) return w->send(error_response(budget.error()));
     st->prompt_tokens.push_back(static_cast<int64_t>(prompts[p].size()));
+    const size_t first_choice = st->requests.size();
     for (int32_t j = 0; j < g.n; ++j, ++index) {
       serving_request r;
       r.id = next_id.fetch_add(1);
+      // The other choices share the first one's prompt KV (copy-on-write) on its replica.
+      if (j > 0) r.fork_of = st->requests[first_choice].id;
       r.prompt = prompts[p];
       r.params = g.sampling;
       if (r.params.seed && g.n > 1) r.params.seed = *r.params.seed + static_cast<uint64_t>(j);  // n seeded choices differ

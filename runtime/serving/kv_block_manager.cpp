@@ -150,13 +150,23 @@ void kv_block_manager::cache_full_blocks(request_id seq, std::span<const int32_t
   }
 }
 
-status kv_block_manager::fork(request_id parent, request_id child) {
+status kv_block_manager::fork(request_id parent, request_id child, std::optional<int64_t> n_positions) {
   auto it = seqs_.find(parent);
   if (it == seqs_.end())
     return make_error(errc::invalid_argument, "kv fork: sequence " + std::to_string(parent) + " has no blocks");
   if (seqs_.count(child))
     return make_error(errc::invalid_argument, "kv fork: sequence " + std::to_string(child) + " already exists");
   seq_state copy = it->second;
+  if (n_positions) {
+    const int64_t have = static_cast<int64_t>(copy.blocks.size());
+    if (*n_positions < 0 || blocks_for(*n_positions) > have)
+      return make_error(errc::invalid_argument, "kv fork: sequence " + std::to_string(parent) + " has " +
+                                                    std::to_string(have) + " blocks, not enough for " +
+                                                    std::to_string(*n_positions) + " positions");
+    const auto keep = static_cast<size_t>(blocks_for(*n_positions));
+    copy.blocks.resize(keep);
+    if (copy.hashes.size() > keep) copy.hashes.resize(keep);
+  }
   for (int32_t b : copy.blocks) add_ref(b);
   seqs_.emplace(child, std::move(copy));
   return {};

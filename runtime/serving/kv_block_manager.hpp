@@ -79,8 +79,10 @@ class kv_block_manager {
   /// (`tokens` = the sequence's tokens so far) that are not registered yet.
   void cache_full_blocks(request_id seq, std::span<const int32_t> tokens, int64_t n_computed);
 
-  /// Child shares every block of parent (parallel sampling); writes then copy on write.
-  status fork(request_id parent, request_id child);
+  /// Child shares parent's blocks (parallel sampling): every block, or with n_positions only
+  /// those covering the first n_positions (the rest of parent's table is none of the child's
+  /// business). Writes into a shared block then copy on write (append_slots).
+  status fork(request_id parent, request_id child, std::optional<int64_t> n_positions = std::nullopt);
 
   /// Drops seq's references at once; blocks nobody holds go back to the free pool (cached ones
   /// stay cached until evicted).

@@ -4,6 +4,8 @@
 #include <limits>
 #include <unordered_set>
 
+#include "runtime/core/log.hpp"
+
 namespace troupe {
 
 const char* to_string(finish_kind k) noexcept {
@@ -28,6 +30,7 @@ struct scheduler_policy::sequence {
   bool admitted = false;            ///< has run at least once (usage counts the first admission)
   bool running = false;
   bool on_shard = false;            ///< the shards hold a sampler for it (sent new_sequence)
+  request_id fork_parent = 0;       ///< a fork child not admitted yet: the request it will share the prompt of
   std::optional<stream_decoder> decoder;
   std::string held;                 ///< text not released yet: it may be the start of a stop string
   size_t max_stop = 0;              ///< longest stop string, bytes
@@ -103,6 +106,8 @@ std::optional<token_event> scheduler_policy::add(serving_request r) {
   s->n_prompt = n;
   for (const auto& stop : r.stop) s->max_stop = std::max(s->max_stop, stop.size());
   if (tok_) s->decoder.emplace(*tok_, /*at_start=*/false);  // a continuation keeps its leading space
+  if (r.fork_of != 0)
+    if (auto p = seqs_.find(r.fork_of); p != seqs_.end() && p->second->req.prompt == r.prompt) s->fork_parent = r.fork_of;
   s->req = std::move(r);
   sequence* raw = s.get();
   seqs_.emplace(raw->req.id, std::move(s));
@@ -213,10 +218,24 @@ step_plan scheduler_policy::schedule() {
     }
   }
 
-  // Waiting requests, in (priority, arrival) order; none when this step had to preempt.
-  while (!preempted && !waiting_.empty() && budget > 0 &&
-         static_cast<int64_t>(running_.size()) < cfg_.max_num_seqs) {
-    sequence* s = waiting_.front();
+  // Waiting requests, in (priority, arrival) order; none when this step had to preempt. A fork
+  // child whose parent's prompt is still being computed is passed over: it holds nobody back.
+  for (size_t i = 0; !preempted && i < waiting_.size() && budget > 0 &&
+                     static_cast<int64_t>(running_.size()) < cfg_.max_num_seqs;) {
+    sequence* s = waiting_[i];
+    if (s->fork_parent) {
+      auto p = seqs_.find(s->fork_parent);
+      if (p == seqs_.end()) {
+        s->fork_parent = 0;  // the parent ended before sharing: compute the prompt as any request does
+      } else if (!p->second->running || p->second->n_computed < s->n_prompt - 1) {
+        ++i;
+        continue;
+      } else {
+        if (!admit_fork(i, *p->second, plan)) break;  // no room: later requests wait too
+        --budget;
+        continue;
+      }
+    }
     const int64_t cached = blocks_.cached_prefix(s->tokens);
     int64_t n = static_cast<int64_t>(s->tokens.size()) - cached;
     if (n > budget) {
@@ -230,12 +249,40 @@ step_plan scheduler_policy::schedule() {
       s->admitted = true;
       s->n_cached_prompt = std::min(*got, s->n_prompt);
     }
-    waiting_.erase(waiting_.begin());
+    waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
     insert_running(s);
     plan.seqs.push_back(plan_for(*s, n));
     budget -= n;
   }
   return plan;
+}
+
+bool scheduler_policy::admit_fork(size_t i, sequence& parent, step_plan& plan) {
+  sequence& s = *waiting_[i];
+  // The parent computed these positions in earlier steps (its writes in this step start at its
+  // n_computed), so the child reads finished KV; its own last prompt token gives it logits.
+  const int64_t shared = s.n_prompt - 1;
+  if (auto st = blocks_.fork(parent.req.id, s.req.id, shared); !st) {
+    // Cannot happen while a running parent's table covers its n_computed positions; should it,
+    // the child computes its prompt itself from the next step on.
+    spdlog::warn("scheduler: request {} computes its prompt itself: {}", s.req.id, st.error().what());
+    s.fork_parent = 0;
+    return false;
+  }
+  if (!blocks_.append_slots(s.req.id, shared, s.n_prompt, plan.copies)) {
+    blocks_.free(s.req.id);
+    return false;
+  }
+  s.fork_parent = 0;  // shared once: after a preemption it recomputes like any other sequence
+  s.n_computed = shared;
+  if (!s.admitted) {
+    s.admitted = true;
+    s.n_cached_prompt = shared;
+  }
+  waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
+  insert_running(&s);
+  plan.seqs.push_back(plan_for(s, 1));
+  return true;
 }
 
 std::vector<token_event> scheduler_policy::update(const step_plan& plan, const step_result& result) {

@@ -17,8 +17,14 @@
 // on the shard (no new_sequence, no release), so the tokens it produces are the same as without
 // preemption.
 //
-// Parallel sampling (n > 1) is the caller's: it adds n requests with their own ids (and seeds).
-// Their prompts share full blocks through the prefix cache once one of them has computed them.
+// Parallel sampling (n > 1): the caller adds n requests with their own ids (and seeds), the first
+// as usual and the others with fork_of naming it. Such a fork child waits while its parent
+// prefills; once the parent has computed every prompt position but the last, the child shares
+// the parent's prompt blocks (kv_block_manager::fork) and runs only the last prompt token itself,
+// so it samples its first token from its own logits. A write into a block another sequence still
+// holds copies it first (block_copy in the plan). A fork whose parent is not here (another
+// replica, already ended, a different prompt) runs as an ordinary request, and so does a child
+// after a preemption: placement and timing never change what a choice generates.
 
 #include <cstdint>
 #include <memory>
@@ -51,6 +57,7 @@ struct serving_request {
   std::vector<std::string> stop;     ///< stop strings (matched on the detokenized text)
   bool ignore_eos = false;           ///< do not stop at the tokenizer's EOS / end-of-turn ids
   int32_t priority = 0;              ///< lower runs first; ties by arrival
+  request_id fork_of = 0;            ///< non-zero: another choice of that request (same prompt): share its prompt's KV
 };
 
 /// Why a sequence ended; to_string gives the OpenAI finish_reason.
@@ -61,7 +68,7 @@ const char* to_string(finish_kind k) noexcept;
 struct usage_counts {
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;       ///< sampled tokens, a final stop token included
-  int64_t cached_prompt_tokens = 0;    ///< prompt tokens served from the prefix cache on admission
+  int64_t cached_prompt_tokens = 0;    ///< prompt tokens not computed on admission: from the prefix cache, or shared by a fork
 };
 
 /// What the scheduler tells a request's stream: a sampled token and/or the end.
@@ -139,6 +146,9 @@ class scheduler_policy {
   void insert_running(sequence* s);
   /// Frees seq's blocks and puts it back to waiting for recompute.
   void preempt(size_t running_index);
+  /// Admits the fork child at index i of waiting_: shares parent's blocks for all prompt positions
+  /// but the last and plans that last token. false: not admitted this step (no room).
+  bool admit_fork(size_t i, sequence& parent, step_plan& plan);
   /// A seq_plan for s covering its next n tokens.
   seq_plan plan_for(sequence& s, int64_t n);
   /// Appends a sampled token, detects the end; fills ev.

@@ -93,6 +93,7 @@ void expect_same(const serving_request& a, const serving_request& b) {
   EXPECT_EQ(a.stop, b.stop);
   EXPECT_EQ(a.ignore_eos, b.ignore_eos);
   EXPECT_EQ(a.priority, b.priority);
+  EXPECT_EQ(a.fork_of, b.fork_of);
 }
 void expect_same(const usage_counts& a, const usage_counts& b) {
   EXPECT_EQ(a.prompt_tokens, b.prompt_tokens);
@@ -180,6 +181,7 @@ serving_request some_request() {
   r.stop = {"\n\n", "The end"};
   r.ignore_eos = true;
   r.priority = -3;
+  r.fork_of = (1ull << 50) - 1;
   return r;
 }
 token_event some_event(finish_kind finish) {

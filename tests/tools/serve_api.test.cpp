@@ -134,6 +134,23 @@ TEST_F(ServeApi, SeedsReproduceAndNGivesSeveralChoices) {
   EXPECT_EQ(ja["usage"]["completion_tokens"], 60);
 }
 
+TEST_F(ServeApi, EachOfNForkedChoicesEqualsTheSingleRequestWithItsSeed) {
+  // A prompt over a 16-token block: the choices share its KV (copy-on-write forks on the server).
+  const std::string head = R"({"model":"stories","prompt":"Once upon a time, there was a little girl named Lily. )"
+                           R"(She loved to play","max_tokens":24,"temperature":1.0,)";
+  const auto n = curl(*server_, "/v1/completions", head + R"("n":3,"seed":11})");
+  ASSERT_EQ(n.status, 200) << n.body;
+  const auto jn = nlohmann::json::parse(n.body);
+  ASSERT_EQ(jn["choices"].size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    const auto one = curl(*server_, "/v1/completions", head + R"("seed":)" + std::to_string(11 + i) + "}");
+    ASSERT_EQ(one.status, 200) << one.body;
+    const auto j1 = nlohmann::json::parse(one.body);
+    EXPECT_EQ(jn["choices"][i]["text"], j1["choices"][0]["text"]) << "choice " << i;
+  }
+  EXPECT_NE(jn["choices"][0]["text"], jn["choices"][1]["text"]);
+}
+
 TEST_F(ServeApi, StopStringEndsTheTextBeforeIt) {
   const auto r = curl(*server_, "/v1/completions",
                       R"({"model":"stories","prompt":"Once upon a time","max_tokens":64,"temperature":0,"stop":["Lily"]})");
