@@ -21,9 +21,9 @@ namespace troupe {
 
 namespace {
 
-/// How long spawn_scheduler waits for the shard's info (a shard answers at once; a remote one
-/// may take a round trip).
-constexpr auto info_timeout = std::chrono::seconds(30);
+/// How long spawn_scheduler waits for a shard's info (a shard answers at once; a remote one takes a
+/// round trip; the proxy of a shard whose node just died never answers, and the caller retries).
+constexpr auto info_timeout = std::chrono::seconds(5);
 
 // The actor owns the policy and is the only one touching it. It keeps at most one step in flight:
 // the policy requires the cycle schedule -> update, and a cancel that frees blocks is only safe

@@ -85,7 +85,22 @@ struct node_runtime::state {
   std::map<std::string, caf::actor> links;    // node name -> its node actor, after the handshake
   std::set<std::string> refusals;             // peers refused (logged once each)
   std::vector<caf::actor> schedulers, shards;  // to stop on shutdown, schedulers first
-  std::vector<std::thread> threads;
+  /// The node's background threads, each with a flag it sets when it ends.
+  struct worker {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<worker> threads;
+
+  template <class F>
+  void run(F body) {
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    threads.push_back(worker{std::thread([body = std::move(body), done] {
+                               body();
+                               *done = true;
+                             }),
+                             done});
+  }
 
   caf::actor node_actor;
   router_actor router;
@@ -217,45 +232,71 @@ std::vector<std::string> group_peers(const cluster_config& cfg, const cluster_mo
   return peers;
 }
 
-/// Loads one shard of a replica (its communicators first: they wait for the group's other shards).
+/// Runs one shard of a replica: its communicators first (they wait for the group's other shards), then
+/// the model slice. A shard of a tp/pp group also watches the group's other shards: when one goes down
+/// (its node died), the group's data plane is broken, so this shard stops too and the group is built
+/// again once the peers are back (a restarted node's shards join the survivors' new group).
 void run_shard(const state_ptr& s, shard_slot slot) {
   const cluster_model& m = *slot.model;
-  engine_options eo = replica_engine_options(m.model);
-  if (eo.model.threads == 0) eo.model.threads = s->me.threads;
-  parallel_layout& layout = eo.model.parallel.layout;
-  layout = parallel_layout{m.tp, slot.rank(), m.pp, slot.stage()};
-  auto connect = [&](bool tp_group) -> expected<std::shared_ptr<communicator>> {
-    std::vector<int> members;
-    if (tp_group)
-      for (int r = 0; r < m.tp; ++r) members.push_back(slot.stage() * m.tp + r);
-    else
-      for (int st = 0; st < m.pp; ++st) members.push_back(st * m.tp + slot.rank());
-    ucx_options uo;
-    uo.rank = tp_group ? slot.rank() : slot.stage();
-    uo.peers = group_peers(s->cfg, m, slot.replica, members, tp_group);
-    uo.connect_timeout = data_plane_connect_timeout;
-    spdlog::info("node {}: shard {} joins its {} group ({} ranks) on {}", s->name, slot.key(), tp_group ? "tp" : "pp",
-                 members.size(), uo.peers[static_cast<size_t>(uo.rank)]);
-    auto c = make_ucx_communicator(uo);
-    TROUPE_TRY(c);
-    return std::shared_ptr<communicator>(std::move(*c));
-  };
-  auto fail = [&](const error& e) { spdlog::error("node {}: shard {} cannot start: {}", s->name, slot.key(), e.what()); };
-  if (m.tp > 1) {
-    auto c = connect(true);
-    if (!c) return fail(c.error());
-    eo.model.parallel.tp = *c;
+  const bool grouped = m.tp * m.pp > 1;
+  while (!s->stopping) {
+    engine_options eo = replica_engine_options(m.model);
+    if (eo.model.threads == 0) eo.model.threads = s->me.threads;
+    parallel_layout& layout = eo.model.parallel.layout;
+    layout = parallel_layout{m.tp, slot.rank(), m.pp, slot.stage()};
+    auto connect = [&](bool tp_group) -> expected<std::shared_ptr<communicator>> {
+      std::vector<int> members;
+      if (tp_group)
+        for (int r = 0; r < m.tp; ++r) members.push_back(slot.stage() * m.tp + r);
+      else
+        for (int st = 0; st < m.pp; ++st) members.push_back(st * m.tp + slot.rank());
+      ucx_options uo;
+      uo.rank = tp_group ? slot.rank() : slot.stage();
+      uo.peers = group_peers(s->cfg, m, slot.replica, members, tp_group);
+      uo.connect_timeout = data_plane_connect_timeout;
+      spdlog::info("node {}: shard {} joins its {} group ({} ranks) on {}", s->name, slot.key(), tp_group ? "tp" : "pp",
+                   members.size(), uo.peers[static_cast<size_t>(uo.rank)]);
+      auto c = make_ucx_communicator(uo);
+      TROUPE_TRY(c);
+      return std::shared_ptr<communicator>(std::move(*c));
+    };
+    auto fail = [&](const error& e) { spdlog::error("node {}: shard {} cannot start: {}", s->name, slot.key(), e.what()); };
+    if (m.tp > 1) {
+      auto c = connect(true);
+      if (!c) return fail(c.error());
+      eo.model.parallel.tp = *c;
+    }
+    if (m.pp > 1) {
+      auto c = connect(false);
+      if (!c) return fail(c.error());
+      eo.model.parallel.pp = *c;
+    }
+    if (s->stopping) return;
+    auto shard = spawn_shard(s->sys, eo);
+    if (!shard) return fail(shard.error());
+    const caf::actor own = caf::actor_cast<caf::actor>(*shard);
+    s->put_local(slot.key(), own, true);
+    spdlog::info("node {}: shard {} ready ({})", s->name, slot.key(), layout.to_string());
+    if (!grouped) return;  // a lone shard lives as long as its node
+
+    caf::scoped_actor self{s->sys};
+    self->monitor(own);
+    for (int k = 0; k < m.tp * m.pp; ++k) {
+      if (k == slot.index) continue;
+      const shard_slot peer{&m, slot.replica, k};
+      auto a = s->lookup_retrying(peer.node(), peer.key());
+      if (!a) return;  // stopping
+      self->monitor(*a);
+    }
+    bool down = false;
+    while (!down && !s->stopping)
+      self->receive([&](caf::down_msg&) { down = true; }, caf::after(std::chrono::milliseconds(200)) >> [] {});
+    if (s->stopping) return;
+    spdlog::warn("node {}: a shard of replica {} went down; shard {} rebuilds its data-plane group", s->name,
+                 replica_key(m.model.name, slot.replica), slot.key());
+    s->drop_local(slot.key());
+    caf::anon_send_exit(own, caf::exit_reason::user_shutdown);
   }
-  if (m.pp > 1) {
-    auto c = connect(false);
-    if (!c) return fail(c.error());
-    eo.model.parallel.pp = *c;
-  }
-  if (s->stopping) return;
-  auto shard = spawn_shard(s->sys, eo);
-  if (!shard) return fail(shard.error());
-  s->put_local(slot.key(), caf::actor_cast<caf::actor>(*shard), true);
-  spdlog::info("node {}: shard {} ready ({})", s->name, slot.key(), layout.to_string());
 }
 
 /// Runs one replica's scheduler: finds its shards, spawns it, and starts it again whenever it goes
@@ -395,11 +436,11 @@ expected<std::unique_ptr<node_runtime>> node_runtime::start(caf::actor_system& s
                                              std::to_string(s->me.port) + ": " + sys.render(port.error()));
   }
 
-  for (const shard_slot& slot : shards_on(s->cfg, name)) s->threads.emplace_back([s, slot] { run_shard(s, slot); });
+  for (const shard_slot& slot : shards_on(s->cfg, name)) s->run([s, slot] { run_shard(s, slot); });
   for (const auto& m : s->cfg.models)
     for (int r = 0; r < static_cast<int>(m.replicas.size()); ++r)
       if (m.replicas[static_cast<size_t>(r)].scheduler == name)
-        s->threads.emplace_back([s, mp = &m, r] { run_scheduler(s, mp, r); });
+        s->run([s, mp = &m, r] { run_scheduler(s, mp, r); });
 
   if (s->me.http_port > 0) {
     auto router = spawn_router(sys, std::vector<replica_entry>{}, s->cfg.routing);
@@ -422,17 +463,29 @@ expected<std::unique_ptr<node_runtime>> node_runtime::start(caf::actor_system& s
     }
     for (const auto& m : s->cfg.models)
       for (int r = 0; r < static_cast<int>(m.replicas.size()); ++r)
-        s->threads.emplace_back([s, mp = &m, r] { watch_replica(s, mp, r); });
+        s->run([s, mp = &m, r] { watch_replica(s, mp, r); });
   }
   return rt;
 }
 
-void node_runtime::stop(std::chrono::milliseconds drain) {
-  if (!s_ || s_->stopping.exchange(true)) return;
+bool node_runtime::stop(std::chrono::milliseconds drain) {
+  if (!s_ || s_->stopping.exchange(true)) return true;
   s_->wake.notify_all();
   if (s_->gw) s_->gw->stop(drain);
-  for (auto& t : s_->threads)
-    if (t.joinable()) t.join();
+  // Every thread sees `stopping` within 200 ms, except a shard waiting for its data-plane peers
+  // (UCX connects for up to two minutes): it is left behind, and returns without touching the actor
+  // system once its wait ends.
+  const auto deadline = std::chrono::steady_clock::now() + 2s;
+  bool all_ended = true;
+  for (auto& w : s_->threads) {
+    while (!*w.done && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+    if (*w.done) {
+      w.thread.join();
+    } else {
+      w.thread.detach();
+      all_ended = false;
+    }
+  }
   std::vector<caf::actor> schedulers, shards;
   {
     std::lock_guard lock(s_->mu);
@@ -448,6 +501,7 @@ void node_runtime::stop(std::chrono::milliseconds drain) {
   s_->sys.middleman().unpublish(s_->node_actor, static_cast<uint16_t>(s_->me.port));
   caf::anon_send_exit(s_->node_actor, caf::exit_reason::user_shutdown);
   s_->gw.reset();
+  return all_ended;
 }
 
 }  // namespace troupe::cluster

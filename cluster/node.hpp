@@ -41,8 +41,10 @@ class node_runtime {
 
   /// The gateway's bound HTTP port (0 on a node without one).
   uint16_t http_port() const noexcept;
-  /// Drains the gateway (in-flight requests finish, up to drain), stops every part of the node.
-  void stop(std::chrono::milliseconds drain = std::chrono::seconds(30));
+  /// Drains the gateway (in-flight requests finish, up to drain), stops every part of the node. false
+  /// when a shard still waits for its data-plane peers (a UCX connect cannot be interrupted): its
+  /// thread is left running, and the actor system cannot be shut down cleanly; a process should exit.
+  bool stop(std::chrono::milliseconds drain = std::chrono::seconds(30));
 
   struct state;
 

@@ -121,6 +121,27 @@ TEST_F(ClusterNodes, TensorParallelAcrossTwoNodesGivesTheOneShardText) {
     EXPECT_EQ(text_of(complete(port, "stories260K", prompt, 32)), expected[i++]) << prompt << "\n" << logs();
 }
 
+TEST_F(ClusterNodes, ATensorParallelReplicaAcrossTwoNodesComesBackWhenItsWorkerRestarts) {
+  const std::string cfg = config("two-nodes-tp2.yaml");
+  const int port = http_port_of(yaml_, "head");
+  start(cfg, "head");
+  start(cfg, "worker");
+  ASSERT_TRUE(ready(port)) << logs();
+  const std::string before = text_of(complete(port, "stories260K", "Once upon a time", 24));
+  ASSERT_NE(before.find("there was a little girl"), std::string::npos) << before << logs();
+
+  nodes_["worker"]->kill(SIGKILL);
+  // Without its rank 1 the replica cannot run: a request gets an error, and does not hang.
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_NE(text_of(complete(port, "stories260K", "Once upon a time", 24, 20)).find("(no completion"), std::string::npos);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 15s);
+
+  // The restarted worker and head's surviving shard build a new tp group; the replica serves again.
+  nodes_["worker"]->start();
+  EXPECT_TRUE(eventually([&] { return text_of(complete(port, "stories260K", "Once upon a time", 24, 20)) == before; }, 60s))
+      << logs();
+}
+
 TEST_F(ClusterNodes, TensorTimesPipelineParallelTwoByTwoGivesTheOneShardText) {
   const std::string one = config("one-node.yaml");
   const int one_port = http_port_of(yaml_, "head");
