@@ -304,6 +304,19 @@ TEST_F(ClusterNodes, ABadConfigOrNodeNameIsRefusedAtStartNamingIt) {
   const auto t = run(troupe_bin() + " node --config " + typo.string() + " --name a");
   EXPECT_EQ(t.exit_code, 1);
   EXPECT_NE(t.err.find("nodes[0].thread: unknown key"), std::string::npos) << t.err;
+  // A truncated model file: the gateway node reads every model's header and tokenizer at start.
+  const fs::path cut = dir_ / "cut.gguf";
+  {
+    const std::string whole = read_text(shared_dir + "/models/stories260K/stories260K.gguf");
+    std::ofstream(cut, std::ios::binary) << whole.substr(0, 4096);
+  }
+  const fs::path trunc = dir_ / "trunc.yaml";
+  std::ofstream(trunc) << on_free_ports("nodes:\n  - {name: a, port: 7000, http_port: 8000}\nmodels:\n  - {name: m, path: " +
+                                        cut.string() + ", replicas: [{node: a}]}\n");
+  const auto tr = run(troupe_bin() + " node --config " + trunc.string() + " --name a");
+  EXPECT_EQ(tr.exit_code, 1);
+  EXPECT_NE(tr.err.find("model 'm'"), std::string::npos) << tr.err;
+  EXPECT_NE(tr.err.find("cut.gguf"), std::string::npos) << tr.err;
   const auto check = run("TROUPE_MODEL_DIR=" + shared_dir + "/models " + troupe_bin() +
                          " node --config deploy/cluster/three-nodes-two-models.yaml --name worker2 --check");
   EXPECT_EQ(check.exit_code, 0) << check.err;
