@@ -2,6 +2,7 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -210,15 +211,13 @@ expected<cluster_config> parse_cluster_config(const std::string& yaml_text, cons
         return key_error(origin, rw + "shards", "must name " + std::to_string(n_shards) + " node(s) (tp " +
                                                     std::to_string(cm.tp) + " x pp " + std::to_string(cm.pp) + "), got " +
                                                     std::to_string(p.shards.size()));
-      for (const std::string* n : [&] {
-             std::vector<const std::string*> all{&p.scheduler};
-             for (const auto& s : p.shards) all.push_back(&s);
-             return all;
-           }()) {
-        const node_config* nc = cfg.find_node(*n);
-        if (!nc) return key_error(origin, rw + (n == &p.scheduler ? "scheduler" : "shards"), "unknown node '" + *n + "' (nodes: " + cfg.node_names() + ")");
-        if (n != &p.scheduler && std::find(nc->devices.begin(), nc->devices.end(), cm.model.device) == nc->devices.end())
-          return key_error(origin, rw + "shards", "node '" + *n + "' has no device " + cm.model.device);
+      if (!cfg.find_node(p.scheduler))
+        return key_error(origin, rw + "scheduler", "unknown node '" + p.scheduler + "' (nodes: " + cfg.node_names() + ")");
+      for (const auto& n : p.shards) {
+        const node_config* nc = cfg.find_node(n);
+        if (!nc) return key_error(origin, rw + "shards", "unknown node '" + n + "' (nodes: " + cfg.node_names() + ")");
+        if (std::find(nc->devices.begin(), nc->devices.end(), cm.model.device) == nc->devices.end())
+          return key_error(origin, rw + "shards", "node '" + n + "' has no device " + cm.model.device);
       }
       cm.replicas.push_back(std::move(p));
     }

@@ -113,6 +113,13 @@ struct node_runtime::state {
     return !wake.wait_for(lock, d, [this] { return stopping.load(); });
   }
 
+  /// This node's actor `key`, or null when it is not running (yet).
+  caf::actor find_local(const std::string& key) {
+    std::lock_guard lock(mu);
+    auto it = local.find(key);
+    return it == local.end() ? caf::actor{} : it->second;
+  }
+
   void put_local(const std::string& key, caf::actor a, bool is_shard) {
     std::lock_guard lock(mu);
     local[key] = a;
@@ -160,8 +167,7 @@ struct node_runtime::state {
   /// The actor `key` of `node` (this one or a peer); not ready yet, or unreachable, is an error.
   expected<caf::actor> lookup(const std::string& node, const std::string& key) {
     if (node == name) {
-      std::lock_guard lock(mu);
-      if (auto it = local.find(key); it != local.end()) return it->second;
+      if (caf::actor a = find_local(key)) return a;
       return make_error(errc::not_found, key + " is not running on this node (yet)");
     }
     auto peer = link(node);
@@ -212,8 +218,7 @@ caf::behavior node_actor_behavior(caf::event_based_actor* self, state_ptr s) {
   return {
       [s](hello_atom, const std::string& peer) -> std::string { return answer_hello(s->hello, peer); },
       [s](lookup_atom, const std::string& key) -> caf::result<caf::actor> {
-        std::lock_guard lock(s->mu);
-        if (auto it = s->local.find(key); it != s->local.end()) return it->second;
+        if (caf::actor a = s->find_local(key)) return a;
         return caf::make_error(caf::sec::runtime_error, key + " is not running on node '" + s->name + "' (yet)");
       },
   };
