@@ -23,6 +23,7 @@
 #include "cluster/handshake.hpp"
 #include "runtime/comm/ucx_communicator.hpp"
 #include "runtime/core/log.hpp"
+#include "runtime/engine/engine.hpp"
 #include "runtime/hub/pull.hpp"
 #include "runtime/model/weights.hpp"
 
@@ -52,10 +53,9 @@ expected<model_meta> load_model_meta(const model_config& mc) {
   TROUPE_TRY(path);
   auto weights = load_model_weights(*path);
   TROUPE_TRY(weights);
-  auto tok = mc.tokenizer.empty() ? load_tokenizer(*weights)
-                                  : load_tokenizer(mc.tokenizer, static_cast<int32_t>(weights->hp.n_vocab));
+  auto tok = load_model_tokenizer(*weights, mc.tokenizer);
   TROUPE_TRY(tok);
-  return model_meta{std::shared_ptr<const tokenizer>(std::move(*tok)), weights->hp.context_length};
+  return model_meta{std::move(*tok), weights->hp.context_length};
 }
 
 }  // namespace

@@ -17,6 +17,17 @@ const char* to_string(stop_reason r) noexcept {
   return "unknown";
 }
 
+expected<std::shared_ptr<const tokenizer>> load_model_tokenizer(const model_weights& weights,
+                                                                const std::string& tokenizer_path) {
+  auto tok = tokenizer_path.empty() ? load_tokenizer(weights)
+                                    : load_tokenizer(tokenizer_path, static_cast<int32_t>(weights.hp.n_vocab));
+  TROUPE_TRY(tok);
+  if ((*tok)->n_vocab() > weights.hp.n_vocab)
+    return make_error(errc::shape_mismatch, "tokenizer has " + std::to_string((*tok)->n_vocab()) +
+                                                " tokens but the model only " + std::to_string(weights.hp.n_vocab));
+  return std::shared_ptr<const tokenizer>(std::move(*tok));
+}
+
 expected<std::unique_ptr<engine>> engine::load(const engine_options& opts) {
   std::unique_ptr<engine> e(new engine());
   e->opts_ = opts;
@@ -29,13 +40,9 @@ expected<std::unique_ptr<engine>> engine::load(const engine_options& opts) {
   e->opts_.model_path = *path;
   auto weights = load_model_weights(*path);
   TROUPE_TRY(weights);
-  auto tok = opts.tokenizer_path.empty() ? load_tokenizer(*weights)
-                                         : load_tokenizer(opts.tokenizer_path, static_cast<int32_t>(weights->hp.n_vocab));
+  auto tok = load_model_tokenizer(*weights, opts.tokenizer_path);
   TROUPE_TRY(tok);
   e->tok_ = std::move(*tok);
-  if (e->tok_->n_vocab() > weights->hp.n_vocab)
-    return make_error(errc::shape_mismatch, "tokenizer has " + std::to_string(e->tok_->n_vocab()) +
-                                                " tokens but the model only " + std::to_string(weights->hp.n_vocab));
   const model_hparams hp = weights->hp;
   // A shard of a parallel replica sizes its pool by its own layers and kv heads (the runner checks
   // the layout against the weights' block sizes too).

@@ -40,6 +40,11 @@ struct generation_result {
   stop_reason reason = stop_reason::length;
 };
 
+/// The tokenizer of a model: the one in its files, or the file at tokenizer_path when given. A
+/// tokenizer with more tokens than the model's vocabulary is shape_mismatch.
+expected<std::shared_ptr<const tokenizer>> load_model_tokenizer(const model_weights& weights,
+                                                                const std::string& tokenizer_path);
+
 class engine {
  public:
   static expected<std::unique_ptr<engine>> load(const engine_options& opts);

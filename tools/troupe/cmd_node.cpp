@@ -61,11 +61,7 @@ int run_node(const node_args& a) {
     std::fputs(describe(*cfg, a.name).c_str(), stdout);
     return 0;
   }
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  stop_signals signals;  // before any thread starts
 
   caf::actor_system_config sys_cfg;
   cluster::configure_node_system(sys_cfg);
@@ -80,9 +76,7 @@ int run_node(const node_args& a) {
     std::fprintf(stderr, "troupe node: %s: listening on http://%s:%u\n", a.name.c_str(),
                  cfg->find_node(a.name)->http_host.c_str(), (*node)->http_port());
   std::fflush(stderr);
-  int sig = 0;
-  sigwait(&signals, &sig);
-  std::fprintf(stderr, "troupe node: %s received, stopping\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  std::fprintf(stderr, "troupe node: %s received, stopping\n", signals.wait());
   if (!(*node)->stop(std::chrono::seconds(30))) {
     // A shard still waits for peers that left: nothing is in flight, so leave without the actor
     // system's shutdown, which would wait for that thread.

@@ -101,12 +101,7 @@ int run_serve(const serve_args& a) {
     return 1;
   }
   const serve_config& config = *resolved;
-  // SIGTERM and SIGINT are waited for below; block them before any thread starts.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  stop_signals signals;  // before any thread starts
 
   caf::actor_system_config cfg;
   configure_actor_system(cfg);
@@ -132,9 +127,7 @@ int run_serve(const serve_args& a) {
   std::fprintf(stderr, "troupe serve: listening on http://%s:%u (models: %s)\n", config.server.host.c_str(), (*gw)->port(), names.c_str());
   std::fflush(stderr);
 
-  int sig = 0;
-  sigwait(&signals, &sig);
-  std::fprintf(stderr, "troupe serve: %s received, draining in-flight requests\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  std::fprintf(stderr, "troupe serve: %s received, draining in-flight requests\n", signals.wait());
   (*gw)->stop(std::chrono::seconds(30));
   gw->reset();
   topo->shutdown();

@@ -2,6 +2,7 @@
 // Each subcommand of `troupe` registers itself on the app; its callback sets the exit code.
 
 #include <CLI/CLI.hpp>
+#include <csignal>
 
 #include <string>
 #include <utility>
@@ -13,6 +14,18 @@ namespace troupe::cli {
 
 /// Exit code of the subcommand that ran (callbacks write it).
 int& exit_code();
+
+/// SIGTERM and SIGINT, blocked in every thread started after the call (call it before any thread
+/// starts), so that a long-running command waits for them with wait().
+class stop_signals {
+ public:
+  stop_signals();
+  /// Waits for SIGTERM or SIGINT; its name.
+  const char* wait();
+
+ private:
+  sigset_t set_;
+};
 
 void add_generate(CLI::App& app);
 void add_tokenize(CLI::App& app);

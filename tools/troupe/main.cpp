@@ -10,6 +10,19 @@ int& exit_code() {
   static int code = 0;
   return code;
 }
+
+stop_signals::stop_signals() {
+  sigemptyset(&set_);
+  sigaddset(&set_, SIGTERM);
+  sigaddset(&set_, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+}
+
+const char* stop_signals::wait() {
+  int sig = 0;
+  sigwait(&set_, &sig);
+  return sig == SIGTERM ? "SIGTERM" : "SIGINT";
+}
 }  // namespace troupe::cli
 
 int main(int argc, char** argv) {
