@@ -35,6 +35,7 @@ engine_options replica_engine_options(const model_config& mc) {
   eo.model_path = mc.path;
   eo.tokenizer_path = mc.tokenizer;
   eo.model.threads = mc.threads;
+  eo.model.repack = mc.repack;
   eo.device = mc.device;
   eo.kv.max_bytes = static_cast<size_t>(mc.kv_cache_mb) << 20;
   eo.kv.n_blocks = mc.kv_blocks;

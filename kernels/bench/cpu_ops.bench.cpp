@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <random>
 #include <vector>
 
@@ -55,9 +56,10 @@ std::vector<float> random_floats(size_t n, uint32_t seed) {
 }
 
 // Enough copies of the weight that their total exceeds the last-level cache many times over: in a
-// real decode step every matmul's weights come from memory, not from the 32 MiB L3.
+// real decode step every matmul's weights come from memory, not from the 32 MiB L3. In huge-page
+// memory, as the runtime holds them (weight_buffer).
 struct weight_set {
-  std::vector<std::unique_ptr<uint8_t[]>> copies;
+  std::vector<weight_buffer> copies;
   std::vector<packed_weight> packed;  ///< per copy, when asked for and the type has a packed layout
   size_t bytes = 0;
 };
@@ -71,7 +73,8 @@ weight_set make_weights(dtype t, int64_t rows, int64_t cols, bool pack) {
   std::vector<uint8_t> qrow(rb);
   quantize_row(t, row.data(), qrow.data(), cols);
   for (size_t c = 0; c < n_copies; ++c) {
-    s.copies.emplace_back(new uint8_t[s.bytes]);
+    s.copies.push_back(weight_buffer::allocate(s.bytes));
+    if (!s.copies.back()) throw std::bad_alloc();
     // Random-ish content per row (a rotated quantized row) without quantizing every row.
     for (int64_t r = 0; r < rows; ++r) {
       uint8_t* dst = s.copies.back().get() + static_cast<size_t>(r) * rb;

@@ -24,8 +24,6 @@
 
 namespace troupe::cpu {
 
-void packed_weight::free_deleter::operator()(void* p) const noexcept { std::free(p); }
-
 #if defined(TROUPE_Q_PACKED)
 
 namespace detail {
@@ -190,13 +188,8 @@ packed_weight pack_weight(const weight_ref& w) {
   const int64_t groups = (w.rows + packed_rows - 1) / packed_rows;
   const int64_t packed_block_bytes = q8 ? detail::packed_view<detail::q8_format>::block_bytes
                                  : detail::packed_view<detail::q4_format>::block_bytes;
-  out.bytes = static_cast<size_t>(groups * nb * packed_block_bytes);
-  void* mem = std::aligned_alloc(64, (out.bytes + 63) / 64 * 64);
-  if (!mem) {
-    out.bytes = 0;
-    return out;
-  }
-  out.data.reset(static_cast<uint8_t*>(mem));
+  out.data = weight_buffer::allocate(static_cast<size_t>(groups * nb * packed_block_bytes));
+  if (!out.data) return out;
   const size_t stride = row_bytes(w.type, w.cols), src_block = block_bytes(w.type);
   const auto* src = static_cast<const uint8_t*>(w.data);
   for (int64_t g = 0; g < groups; ++g) {

@@ -1,10 +1,10 @@
 #include "kernels/cpu/membw.hpp"
+#include "kernels/cpu/weight_memory.hpp"
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <memory>
 #include <new>
 #include <vector>
 
@@ -40,12 +40,10 @@ uint64_t sum_range(const uint64_t* p, size_t n) {
 
 double measure_read_bandwidth_gbs(thread_pool& pool, size_t bytes) {
   const size_t n = std::max<size_t>(bytes / sizeof(uint64_t), 1024);
-  struct free_aligned {
-    void operator()(uint64_t* p) const { ::operator delete[](p, std::align_val_t{64}); }
-  };
-  std::unique_ptr<uint64_t[], free_aligned> buf(
-      static_cast<uint64_t*>(::operator new[](n * sizeof(uint64_t), std::align_val_t{64})));
-  uint64_t* data = buf.get();
+  // The same memory as the weights copied at load (huge pages), so that TLB misses do not count.
+  weight_buffer buf = weight_buffer::allocate(n * sizeof(uint64_t));
+  if (!buf) throw std::bad_alloc();
+  auto* data = reinterpret_cast<uint64_t*>(buf.get());
   // Each thread touches the part it will read (first touch places the pages near it).
   pool.parallel_for(static_cast<int64_t>(n), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) data[i] = static_cast<uint64_t>(i);

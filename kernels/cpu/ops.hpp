@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "kernels/cpu/thread_pool.hpp"
+#include "kernels/cpu/weight_memory.hpp"
 #include "kernels/dtype.hpp"
 
 namespace troupe::cpu {
@@ -26,14 +27,11 @@ struct weight_ref {
 /// A weight copied into the layout a fast kernel prefers. Today: Q8_0 and Q4_0 on CPUs with
 /// AVX-512 VNNI, where the blocks of 8 rows are interleaved in 4-byte groups so that one
 /// dot-product instruction multiplies 8 rows by 4 activations and a block ends in one vector of 8
-/// row sums, instead of 8 vectors to convert, scale and reduce. Same bytes as the original. data is null when the type or the build has no such layout; otherwise set
-/// weight_ref::packed = data.get() and keep this alive while the weight_ref is used.
+/// row sums, instead of 8 vectors to convert, scale and reduce. Same bytes as the original, in
+/// huge-page memory (weight_buffer). data is empty when the type or the build has no such layout;
+/// otherwise set weight_ref::packed = data.get() and keep this alive while the weight_ref is used.
 struct packed_weight {
-  struct free_deleter {
-    void operator()(void* p) const noexcept;
-  };
-  std::unique_ptr<uint8_t[], free_deleter> data;
-  size_t bytes = 0;
+  weight_buffer data;
 };
 packed_weight pack_weight(const weight_ref& w);
 

@@ -69,7 +69,7 @@ expected<std::string> read_file(const fs::path& file, const std::string& what) {
 }
 
 const std::set<std::string>& model_keys() {
-  static const std::set<std::string> keys{"name", "path", "tokenizer", "replicas", "threads", "device",
+  static const std::set<std::string> keys{"name", "path", "tokenizer", "replicas", "threads", "device", "repack",
                                           "kv_cache_mb", "kv_blocks", "max_num_seqs", "max_num_batched_tokens",
                                           "enable_prefix_caching"};
   return keys;
@@ -84,6 +84,7 @@ expected<model_config> read_model(const YAML::Node& m, const std::string& origin
   TROUPE_TRY(read(m, "replicas", mc.replicas, origin, where));
   TROUPE_TRY(read(m, "threads", mc.threads, origin, where));
   TROUPE_TRY(read(m, "device", mc.device, origin, where));
+  TROUPE_TRY(read(m, "repack", mc.repack, origin, where));
   TROUPE_TRY(read(m, "kv_cache_mb", mc.kv_cache_mb, origin, where));
   TROUPE_TRY(read(m, "kv_blocks", mc.kv_blocks, origin, where));
   TROUPE_TRY(read(m, "max_num_seqs", mc.max_num_seqs, origin, where));

@@ -21,6 +21,7 @@ struct model_config {
   int replicas = 1;                      ///< independent copies (shard + scheduler each) behind the router
   int threads = 0;                       ///< CPU threads per replica; 0: all cores
   std::string device = "cpu";            ///< where each replica runs: "cpu" or "cuda:N"
+  bool repack = true;                    ///< CPU: copy the matrices into huge pages and the fast kernels' layout (model_options::repack)
   int64_t kv_cache_mb = 256;             ///< KV cache budget per replica in MiB (when kv_blocks is 0)
   int64_t kv_blocks = 0;                 ///< KV cache size per replica in 16-token blocks; 0: from kv_cache_mb
   int64_t max_num_seqs = 64;             ///< sequences in one batch at most

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <string>
 #include <thread>
 
@@ -188,22 +189,42 @@ expected<std::unique_ptr<llama_model>> llama_model::create(model_weights weights
   m->shard_ = par.layout.shape(m->w_.hp);
   if (!par.layout.single()) m->slice_tensors();
   if (opts.repack) {
-    auto pack = [&](cpu::weight_ref& w) {
-      cpu::packed_weight p = cpu::pack_weight(w);
-      if (!p.data) return;
-      w.packed = p.data.get();
-      m->packed_.push_back(std::move(p));
+    auto copy = [&](cpu::weight_ref& w) {
+      const size_t bytes = row_bytes(w.type, w.cols) * static_cast<size_t>(w.rows);
+      const void* source = w.data;
+      if (cpu::packed_weight p = cpu::pack_weight(w); p.data) {
+        w.packed = p.data.get();  // data keeps pointing at the rows (get_row and the reference read them)
+        m->packed_.push_back(std::move(p));
+      } else if (!m->owns_copy(w.data)) {  // no packed layout for the type or CPU: the same layout
+        cpu::weight_buffer b = cpu::weight_buffer::copy_of(w.data, bytes);
+        if (!b) return;  // best effort: the matrix stays in the file
+        w.data = b.get();
+        m->copies_.push_back(std::move(b));
+      } else {
+        return;
+      }
       // The kernels read the copy from now on: let the kernel drop the file's pages rather than
-      // hold the matrix twice (they fault back in from the file if get_row or a test reads them).
-      release_pages(w.data, row_bytes(w.type, w.cols) * static_cast<size_t>(w.rows));
+      // hold the matrix twice (they fault back in from the file if anything reads them).
+      release_pages(source, bytes);
     };
-    pack(m->t_.output);
+    copy(m->t_.output);
     for (auto& ly : m->t_.layers)
-      for (cpu::weight_ref* w : {&ly.wq, &ly.wk, &ly.wv, &ly.wo, &ly.w_gate, &ly.w_up, &ly.w_down}) pack(*w);
+      for (cpu::weight_ref* w : {&ly.wq, &ly.wk, &ly.wv, &ly.wo, &ly.w_gate, &ly.w_up, &ly.w_down}) copy(*w);
   }
   int threads = opts.threads > 0 ? opts.threads : static_cast<int>(std::thread::hardware_concurrency());
   m->pool_ = std::make_unique<cpu::thread_pool>(threads > 0 ? threads : 1);
   return m;
+}
+
+size_t llama_model::copied_weight_bytes() const noexcept {
+  size_t n = 0;
+  for (const auto& p : packed_) n += p.data.size();
+  for (const auto& b : copies_) n += b.size();
+  return n;
+}
+
+bool llama_model::owns_copy(const void* p) const noexcept {
+  return std::any_of(copies_.begin(), copies_.end(), [p](const cpu::weight_buffer& b) { return b.holds(p); });
 }
 
 void llama_model::slice_tensors() {
@@ -219,13 +240,14 @@ void llama_model::slice_tensors() {
     if (n == w.cols) return;
     const size_t src_stride = row_bytes(w.type, w.cols), stride = row_bytes(w.type, n);
     const auto* src = static_cast<const uint8_t*>(w.data) + row_bytes(w.type, first);
-    auto copy = std::make_unique_for_overwrite<uint8_t[]>(stride * static_cast<size_t>(w.rows));
+    auto copy = cpu::weight_buffer::allocate(stride * static_cast<size_t>(w.rows));
+    if (!copy) throw std::bad_alloc();
     for (int64_t r = 0; r < w.rows; ++r)
       std::memcpy(copy.get() + stride * static_cast<size_t>(r), src + src_stride * static_cast<size_t>(r), stride);
     // The shard reads its copy from now on: the file's pages may go (as for repacked weights).
     release_pages(w.data, src_stride * static_cast<size_t>(w.rows));
     w = cpu::weight_ref{w.type, w.rows, n, copy.get()};
-    sliced_.push_back(std::move(copy));
+    copies_.push_back(std::move(copy));
   };
   const auto first = t_.layers.begin() + shard_.first_layer;
   t_.layers = std::vector<llama_layer_tensors>(first, first + shard_.n_layers);

@@ -177,7 +177,6 @@ void add_bench_engine(CLI::App& app) {
   cmd->add_option("--gen-tokens", args->gen_tokens, "tokens decoded per sequence")->capture_default_str();
   cmd->add_option("--batch", args->batch, "sequences decoding together for batch_decode_tok_s")->capture_default_str();
   cmd->add_option("--seed", args->seed, "seed of the random prompts")->capture_default_str();
-  cmd->add_flag("!--no-repack", args->engine.model.repack, "run Q8_0/Q4_0 matrices from the mapped file as stored, not repacked for the fast kernel");
   cmd->add_flag("!--no-bandwidth", args->bandwidth, "skip measuring the memory read bandwidth (its 256 MiB probe buffer counts in peak_rss_mb for models smaller than that)");
   cmd->callback([args] { exit_code() = run_bench(*args); });
 }

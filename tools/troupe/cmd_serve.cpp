@@ -156,6 +156,7 @@ void add_serve(CLI::App& app) {
   model_config& d = args->model_defaults;
   cmd->add_option("--threads,-t", d.threads, "CPU threads per replica of a --model (default: all cores)");
   cmd->add_option("--device", d.device, "where each --model runs: cpu, or cuda:N for a GPU")->capture_default_str();
+  cmd->add_flag("!--no-repack", d.repack, "CPU: each --model reads its weights from the mapped file (shared by replicas) instead of copies in huge pages");
   cmd->add_option("--replicas", d.replicas, "replicas of each --model")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--kv-mb", d.kv_cache_mb, "KV cache budget per replica in MiB")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--max-num-seqs", d.max_num_seqs, "sequences in a batch at most")->capture_default_str()->check(CLI::PositiveNumber);

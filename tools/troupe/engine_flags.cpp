@@ -8,6 +8,7 @@ void add_engine_options(CLI::App& cmd, engine_options& e) {
       ->required();
   cmd.add_option("--threads,-t", e.model.threads, "CPU threads (default: all cores)");
   cmd.add_option("--device", e.device, "where the model runs: cpu, or cuda:N for a GPU")->capture_default_str();
+  cmd.add_flag("!--no-repack", e.model.repack, "CPU: read the weights from the mapped file as stored, instead of copies in huge pages (and Q8_0/Q4_0 repacked for the fast kernel)");
   cmd.add_option("--tokenizer", e.tokenizer_path, "tokenizer file when the model has none inside (tokenizer.bin, tokenizer.json, tokenizer.model)");
 }
 

@@ -40,7 +40,7 @@ TEST(ServeConfig, SeveralModelsWithReplicasAndRelativeAndEnvPaths) {
   auto c = parse(R"(
 models:
   - {name: a, path: a.gguf, replicas: 3, threads: 1, kv_blocks: 64}
-  - {name: b, path: "${TROUPE_TEST_MODEL_DIR}/b.gguf", max_num_seqs: 8, enable_prefix_caching: false}
+  - {name: b, path: "${TROUPE_TEST_MODEL_DIR}/b.gguf", max_num_seqs: 8, enable_prefix_caching: false, repack: false}
 )");
   ASSERT_TRUE(c) << c.error().what();
   ASSERT_EQ(c->models.size(), 2u);
@@ -50,6 +50,8 @@ models:
   EXPECT_EQ(c->models[1].path, "/models/b.gguf");
   EXPECT_EQ(c->models[1].max_num_seqs, 8);
   EXPECT_FALSE(c->models[1].enable_prefix_caching);
+  EXPECT_TRUE(c->models[0].repack);
+  EXPECT_FALSE(c->models[1].repack);
 }
 
 TEST(ServeConfig, ErrorsNameTheKeyAndTheProblem) {

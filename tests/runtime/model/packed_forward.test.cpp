@@ -1,6 +1,7 @@
 // A Q8_0 and a Q4_0 model run through the repacked kernel (model_options::repack) against the same model run
 // from the file's own layout: the same greedy tokens and logits equal up to float rounding; and the
 // repacked model keeps batch invariance (a sequence's logits do not depend on its batch-mates).
+// F16 and BF16 matrices are copied as they are into huge-page memory: the same logits, bit for bit.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -74,7 +75,7 @@ class PackedForward : public ::testing::Test {
     dir_ = new std::filesystem::path(std::filesystem::temp_directory_path() /
                                      ("troupe-packed-" + std::to_string(::getpid())));
     std::filesystem::create_directories(*dir_);
-    for (dtype t : {dtype::q8_0, dtype::q4_0}) {
+    for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::f16, dtype::bf16}) {
       make_model_options o;
       o.shape = "stories-260k";
       o.type = t;
@@ -114,6 +115,22 @@ TEST_F(PackedForward, SameGreedyTokensAndCloseLogitsAsTheFileLayout) {
       for (size_t i = 0; i < a[s].size(); ++i)
         ASSERT_NEAR(a[s][i], b[s][i], 1e-3 * scale + 1e-6) << "step " << s << " logit " << i;
     }
+  }
+}
+
+TEST_F(PackedForward, FloatMatricesAreCopiedOutOfTheFileAndGiveTheSameLogits) {
+  for (dtype t : {dtype::f16, dtype::bf16}) {
+    SCOPED_TRACE(to_string(t));
+    runner copied = load(file(t), true), mapped = load(file(t), false);
+    ASSERT_TRUE(copied.model && mapped.model);
+    EXPECT_EQ(mapped.model->copied_weight_bytes(), 0u);
+    // Every matrix a token reads is in the copy, all but the embedding row (read from the file).
+    EXPECT_EQ(copied.model->copied_weight_bytes(),
+              copied.model->weight_bytes_per_token() - row_bytes(t, copied.model->hparams().dim));
+    const std::vector<int32_t> prompt = {1, 37, 200, 5, 99, 400, 12, 7, 301, 45};
+    const auto a = greedy(copied, prompt, 8), b = greedy(mapped, prompt, 8);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t s = 0; s < a.size(); ++s) EXPECT_EQ(a[s], b[s]) << "step " << s;
   }
 }
 
