@@ -57,9 +57,9 @@ std::vector<float> random_floats(size_t n, uint32_t seed) {
 
 // Enough copies of the weight that their total exceeds the last-level cache many times over: in a
 // real decode step every matmul's weights come from memory, not from the 32 MiB L3. In huge-page
-// memory, as the runtime holds them (weight_buffer).
+// memory, as the runtime holds them (huge_buffer).
 struct weight_set {
-  std::vector<weight_buffer> copies;
+  std::vector<huge_buffer> copies;
   std::vector<packed_weight> packed;  ///< per copy, when asked for and the type has a packed layout
   size_t bytes = 0;
 };
@@ -73,7 +73,7 @@ weight_set make_weights(dtype t, int64_t rows, int64_t cols, bool pack) {
   std::vector<uint8_t> qrow(rb);
   quantize_row(t, row.data(), qrow.data(), cols);
   for (size_t c = 0; c < n_copies; ++c) {
-    s.copies.push_back(weight_buffer::allocate(s.bytes));
+    s.copies.push_back(huge_buffer::allocate(s.bytes));
     if (!s.copies.back()) throw std::bad_alloc();
     // Random-ish content per row (a rotated quantized row) without quantizing every row.
     for (int64_t r = 0; r < rows; ++r) {

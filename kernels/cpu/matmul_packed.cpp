@@ -188,7 +188,7 @@ packed_weight pack_weight(const weight_ref& w) {
   const int64_t groups = (w.rows + packed_rows - 1) / packed_rows;
   const int64_t packed_block_bytes = q8 ? detail::packed_view<detail::q8_format>::block_bytes
                                  : detail::packed_view<detail::q4_format>::block_bytes;
-  out.data = weight_buffer::allocate(static_cast<size_t>(groups * nb * packed_block_bytes));
+  out.data = huge_buffer::allocate(static_cast<size_t>(groups * nb * packed_block_bytes));
   if (!out.data) return out;
   const size_t stride = row_bytes(w.type, w.cols), src_block = block_bytes(w.type);
   const auto* src = static_cast<const uint8_t*>(w.data);

@@ -1,5 +1,5 @@
 #include "kernels/cpu/membw.hpp"
-#include "kernels/cpu/weight_memory.hpp"
+#include "kernels/cpu/huge_buffer.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -41,7 +41,7 @@ uint64_t sum_range(const uint64_t* p, size_t n) {
 double measure_read_bandwidth_gbs(thread_pool& pool, size_t bytes) {
   const size_t n = std::max<size_t>(bytes / sizeof(uint64_t), 1024);
   // The same memory as the weights copied at load (huge pages), so that TLB misses do not count.
-  weight_buffer buf = weight_buffer::allocate(n * sizeof(uint64_t));
+  huge_buffer buf = huge_buffer::allocate(n * sizeof(uint64_t));
   if (!buf) throw std::bad_alloc();
   auto* data = reinterpret_cast<uint64_t*>(buf.get());
   // Each thread touches the part it will read (first touch places the pages near it).

@@ -7,7 +7,7 @@
 #include <memory>
 
 #include "kernels/cpu/thread_pool.hpp"
-#include "kernels/cpu/weight_memory.hpp"
+#include "kernels/cpu/huge_buffer.hpp"
 #include "kernels/dtype.hpp"
 
 namespace troupe::cpu {
@@ -28,10 +28,10 @@ struct weight_ref {
 /// AVX-512 VNNI, where the blocks of 8 rows are interleaved in 4-byte groups so that one
 /// dot-product instruction multiplies 8 rows by 4 activations and a block ends in one vector of 8
 /// row sums, instead of 8 vectors to convert, scale and reduce. Same bytes as the original, in
-/// huge-page memory (weight_buffer). data is empty when the type or the build has no such layout;
+/// huge-page memory (huge_buffer). data is empty when the type or the build has no such layout;
 /// otherwise set weight_ref::packed = data.get() and keep this alive while the weight_ref is used.
 struct packed_weight {
-  weight_buffer data;
+  huge_buffer data;
 };
 packed_weight pack_weight(const weight_ref& w);
 

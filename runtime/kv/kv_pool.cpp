@@ -27,18 +27,17 @@ expected<std::unique_ptr<kv_pool>> kv_pool::create(int64_t n_layers, int64_t n_k
   pool->n_blocks_ = n_blocks;
   pool->block_size_ = cfg.block_size;
   const size_t n = static_cast<size_t>(n_layers * n_blocks * cfg.block_size * n_kv_heads * head_dim);
-  try {
-    pool->k_.assign(n, 0.0f);
-    pool->v_.assign(n, 0.0f);
-  } catch (const std::bad_alloc&) {
-    return make_error(errc::out_of_memory, "kv pool: cannot allocate " + std::to_string(2 * n * 4) + " bytes");
-  }
+  // Faulted in now: the first prefill should not pay for zeroing (and compacting) huge pages.
+  pool->k_ = cpu::huge_buffer::allocate(n * sizeof(float), true);
+  pool->v_ = cpu::huge_buffer::allocate(n * sizeof(float), true);
+  if (!pool->k_ || !pool->v_)
+    return make_error(errc::out_of_memory, "kv pool: cannot allocate " + std::to_string(2 * n * sizeof(float)) + " bytes");
   return pool;
 }
 
 cpu::kv_layer_view kv_pool::layer(int64_t l) noexcept {
   const size_t per_layer = static_cast<size_t>(n_blocks_ * block_size_ * n_kv_heads_ * head_dim_);
-  return cpu::kv_layer_view{k_.data() + l * per_layer, v_.data() + l * per_layer, block_size_,
+  return cpu::kv_layer_view{k() + l * per_layer, v() + l * per_layer, block_size_,
                             static_cast<int>(n_kv_heads_), static_cast<int>(head_dim_)};
 }
 
@@ -52,10 +51,8 @@ status kv_pool::copy_block(int32_t src, int32_t dst) {
   const size_t per_layer = static_cast<size_t>(n_blocks_) * per_block;
   for (int64_t l = 0; l < n_layers_; ++l) {
     const size_t base = static_cast<size_t>(l) * per_layer;
-    std::copy_n(k_.begin() + static_cast<std::ptrdiff_t>(base + src * per_block), per_block,
-                k_.begin() + static_cast<std::ptrdiff_t>(base + dst * per_block));
-    std::copy_n(v_.begin() + static_cast<std::ptrdiff_t>(base + src * per_block), per_block,
-                v_.begin() + static_cast<std::ptrdiff_t>(base + dst * per_block));
+    std::copy_n(k() + base + src * per_block, per_block, k() + base + dst * per_block);
+    std::copy_n(v() + base + src * per_block, per_block, v() + base + dst * per_block);
   }
   return {};
 }

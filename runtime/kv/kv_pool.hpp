@@ -32,7 +32,7 @@ class kv_pool {
   int block_size() const noexcept { return block_size_; }
   int64_t n_blocks() const noexcept { return n_blocks_; }
   /// Bytes of K and V together, all layers.
-  size_t bytes() const noexcept { return k_.size() * sizeof(float) * 2; }
+  size_t bytes() const noexcept { return k_.size() * 2; }
   /// Bytes one block takes across all layers (K and V).
   static size_t bytes_per_block(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int block_size);
   /// Copies block src's keys and values into block dst, every layer (copy-on-write for a forked
@@ -43,7 +43,9 @@ class kv_pool {
   kv_pool() = default;
   int64_t n_layers_ = 0, n_kv_heads_ = 0, head_dim_ = 0, n_blocks_ = 0;
   int block_size_ = 16;
-  std::vector<float> k_, v_;
+  cpu::huge_buffer k_, v_;  ///< in huge pages, faulted in at creation
+  float* k() const noexcept { return reinterpret_cast<float*>(k_.get()); }
+  float* v() const noexcept { return reinterpret_cast<float*>(v_.get()); }
 };
 
 /// Free list of block ids. allocate() says "no room" with nullopt instead of failing.

@@ -196,7 +196,7 @@ expected<std::unique_ptr<llama_model>> llama_model::create(model_weights weights
         w.packed = p.data.get();  // data keeps pointing at the rows (get_row and the reference read them)
         m->packed_.push_back(std::move(p));
       } else if (!m->owns_copy(w.data)) {  // no packed layout for the type or CPU: the same layout
-        cpu::weight_buffer b = cpu::weight_buffer::copy_of(w.data, bytes);
+        cpu::huge_buffer b = cpu::huge_buffer::copy_of(w.data, bytes);
         if (!b) return;  // best effort: the matrix stays in the file
         w.data = b.get();
         m->copies_.push_back(std::move(b));
@@ -224,7 +224,7 @@ size_t llama_model::copied_weight_bytes() const noexcept {
 }
 
 bool llama_model::owns_copy(const void* p) const noexcept {
-  return std::any_of(copies_.begin(), copies_.end(), [p](const cpu::weight_buffer& b) { return b.holds(p); });
+  return std::any_of(copies_.begin(), copies_.end(), [p](const cpu::huge_buffer& b) { return b.holds(p); });
 }
 
 void llama_model::slice_tensors() {
@@ -240,7 +240,7 @@ void llama_model::slice_tensors() {
     if (n == w.cols) return;
     const size_t src_stride = row_bytes(w.type, w.cols), stride = row_bytes(w.type, n);
     const auto* src = static_cast<const uint8_t*>(w.data) + row_bytes(w.type, first);
-    auto copy = cpu::weight_buffer::allocate(stride * static_cast<size_t>(w.rows));
+    auto copy = cpu::huge_buffer::allocate(stride * static_cast<size_t>(w.rows));
     if (!copy) throw std::bad_alloc();
     for (int64_t r = 0; r < w.rows; ++r)
       std::memcpy(copy.get() + stride * static_cast<size_t>(r), src + src_stride * static_cast<size_t>(r), stride);

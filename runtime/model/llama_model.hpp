@@ -20,7 +20,7 @@ namespace troupe {
 /// Options of the CPU model runner.
 struct model_options {
   int threads = 0;  ///< worker threads for the kernels, the caller included; 0: all cores
-  /// Copy the matrices out of the mapped file at load, into huge-page memory (cpu::weight_buffer),
+  /// Copy the matrices out of the mapped file at load, into huge-page memory (cpu::huge_buffer),
   /// Q8_0 and Q4_0 in the layout of the fast kernel where the CPU has one (cpu::pack_weight: 2-3x
   /// faster batched steps), the others as they are (fewer TLB misses: about 10% faster decode of a
   /// 1.1B F16 model). The copy takes as much memory as the matrices, per replica; the file stays
@@ -106,7 +106,7 @@ class llama_model {
   parallel_context par_;
   shard_shape shard_;
   std::vector<cpu::packed_weight> packed_;  ///< owners of the weight_refs' packed copies
-  std::vector<cpu::weight_buffer> copies_;  ///< owners of the other copies: column slices of a tp rank, float matrices
+  std::vector<cpu::huge_buffer> copies_;  ///< owners of the other copies: column slices of a tp rank, float matrices
   // Activations for the largest batch seen so far, reused across calls.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, tmp_, last_;
   std::vector<cpu::attn_query> queries_;

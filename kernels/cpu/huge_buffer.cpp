@@ -1,4 +1,4 @@
-#include "kernels/cpu/weight_memory.hpp"
+#include "kernels/cpu/huge_buffer.hpp"
 
 #include <cstring>
 #include <utility>
@@ -10,8 +10,8 @@ namespace {
 constexpr size_t huge_page = size_t{2} << 20;
 }
 
-weight_buffer weight_buffer::allocate(size_t bytes) {
-  weight_buffer b;
+huge_buffer huge_buffer::allocate(size_t bytes, bool populate) {
+  huge_buffer b;
   if (bytes == 0) return b;
   // Small buffers are not worth a huge page of slack; big ones get one page of room to align.
   const bool huge = bytes >= huge_page;
@@ -27,6 +27,14 @@ weight_buffer weight_buffer::allocate(size_t bytes) {
     ::madvise(data, span, MADV_HUGEPAGE);  // best effort: without it the pages are ordinary ones
 #endif
   }
+  if (populate) {
+#if defined(MADV_POPULATE_WRITE)
+    const bool done = ::madvise(data, bytes, MADV_POPULATE_WRITE) == 0;  // Linux 5.14
+#else
+    const bool done = false;
+#endif
+    if (!done) std::memset(data, 0, bytes);
+  }
   b.map_ = map;
   b.map_bytes_ = map_bytes;
   b.data_ = data;
@@ -34,19 +42,19 @@ weight_buffer weight_buffer::allocate(size_t bytes) {
   return b;
 }
 
-weight_buffer weight_buffer::copy_of(const void* src, size_t bytes) {
-  weight_buffer b = allocate(bytes);
+huge_buffer huge_buffer::copy_of(const void* src, size_t bytes) {
+  huge_buffer b = allocate(bytes);
   if (b) std::memcpy(b.data_, src, bytes);
   return b;
 }
 
-weight_buffer::weight_buffer(weight_buffer&& o) noexcept
+huge_buffer::huge_buffer(huge_buffer&& o) noexcept
     : map_(std::exchange(o.map_, nullptr)),
       map_bytes_(std::exchange(o.map_bytes_, 0)),
       data_(std::exchange(o.data_, nullptr)),
       bytes_(std::exchange(o.bytes_, 0)) {}
 
-weight_buffer& weight_buffer::operator=(weight_buffer&& o) noexcept {
+huge_buffer& huge_buffer::operator=(huge_buffer&& o) noexcept {
   if (this != &o) {
     reset();
     map_ = std::exchange(o.map_, nullptr);
@@ -57,9 +65,9 @@ weight_buffer& weight_buffer::operator=(weight_buffer&& o) noexcept {
   return *this;
 }
 
-weight_buffer::~weight_buffer() { reset(); }
+huge_buffer::~huge_buffer() { reset(); }
 
-void weight_buffer::reset() noexcept {
+void huge_buffer::reset() noexcept {
   if (map_) ::munmap(map_, map_bytes_);
   map_ = nullptr;
   map_bytes_ = 0;
@@ -67,7 +75,7 @@ void weight_buffer::reset() noexcept {
   bytes_ = 0;
 }
 
-bool weight_buffer::holds(const void* p) const noexcept {
+bool huge_buffer::holds(const void* p) const noexcept {
   const auto* c = static_cast<const uint8_t*>(p);
   return data_ && c >= data_ && c < data_ + bytes_;
 }
