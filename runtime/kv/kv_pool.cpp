@@ -41,11 +41,16 @@ cpu::kv_layer_view kv_pool::layer(int64_t l) noexcept {
                             static_cast<int>(n_kv_heads_), static_cast<int>(head_dim_)};
 }
 
-status kv_pool::copy_block(int32_t src, int32_t dst) {
-  if (src < 0 || src >= n_blocks_ || dst < 0 || dst >= n_blocks_)
+status check_block_copy(int32_t src, int32_t dst, int64_t n_blocks) {
+  if (src < 0 || src >= n_blocks || dst < 0 || dst >= n_blocks)
     return make_error(errc::invalid_argument, "kv pool: copy of block " + std::to_string(src) + " to " +
                                                   std::to_string(dst) + " is outside the " +
-                                                  std::to_string(n_blocks_) + " blocks");
+                                                  std::to_string(n_blocks) + " blocks");
+  return {};
+}
+
+status kv_pool::copy_block(int32_t src, int32_t dst) {
+  TROUPE_TRY(check_block_copy(src, dst, n_blocks_));
   if (src == dst) return {};
   const size_t per_block = static_cast<size_t>(block_size_ * n_kv_heads_ * head_dim_);
   const size_t per_layer = static_cast<size_t>(n_blocks_) * per_block;

@@ -22,6 +22,10 @@ struct kv_pool_config {
   size_t max_bytes = 256ull << 20;  ///< budget for K and V of all layers when n_blocks == 0
 };
 
+/// The check of every KV block copy (the CPU pool and the GPU runner's pages): invalid_argument
+/// naming both ids when either is outside [0, n_blocks).
+status check_block_copy(int32_t src, int32_t dst, int64_t n_blocks);
+
 class kv_pool {
  public:
   /// Allocates n_layers x n_blocks x block_size x n_kv_heads x head_dim floats for K and for V.

@@ -336,10 +336,7 @@ status cuda_model::forward(const forward_batch& batch, std::span<float> logits) 
 }
 
 status cuda_model::copy_block(int32_t src, int32_t dst) {
-  if (src < 0 || src >= n_blocks_ || dst < 0 || dst >= n_blocks_)
-    return make_error(errc::invalid_argument, "kv pool: copy of block " + std::to_string(src) + " to " +
-                                                  std::to_string(dst) + " is outside the " +
-                                                  std::to_string(n_blocks_) + " blocks");
+  TROUPE_TRY(check_block_copy(src, dst, n_blocks_));
   if (src == dst) return {};
   TROUPE_TRY(cuda_status(cudaSetDevice(device_), where("select the device")));
   // Queued on the model's stream, so the next forward step sees the copies.

@@ -1,4 +1,5 @@
 #include "runtime/config/serve_config.hpp"
+#include "tests/runtime/config/parse_util.hpp"
 
 #include <gtest/gtest.h>
 
@@ -8,13 +9,8 @@
 namespace troupe {
 namespace {
 
-expected<serve_config> parse(const std::string& text) { return parse_serve_config(text, "test.yaml", "/base"); }
-
-std::string error_of(const std::string& text) {
-  auto c = parse(text);
-  EXPECT_FALSE(c) << text;
-  return c ? std::string() : c.error().message();
-}
+using test::error_of;
+using test::parse;
 
 TEST(ServeConfig, TheDeployExampleLoadsWithItsDefaults) {
   auto c = load_serve_config("deploy/troupe.yaml");

@@ -2,19 +2,15 @@
 #include <gtest/gtest.h>
 
 #include "runtime/config/serve_config.hpp"
+#include "tests/runtime/config/parse_util.hpp"
 
 namespace troupe {
 namespace {
 
 const std::string one_model = "models:\n  - {name: a, path: a.gguf}\n";
 
-expected<serve_config> parse(const std::string& text) { return parse_serve_config(text, "test.yaml", "/base"); }
-
-std::string error_of(const std::string& text) {
-  auto c = parse(text);
-  EXPECT_FALSE(c) << text;
-  return c ? std::string() : c.error().message();
-}
+using test::error_of;
+using test::parse;
 
 TEST(ServeConfigRouting, DefaultsToChwblAndTheDeployExampleListsTheDefaults) {
   auto c = parse(one_model);
