@@ -203,6 +203,7 @@ class ucx_communicator final : public communicator {
   status connect_all(steady::time_point deadline);
   void accept_pending();
   void advance_accepted(link& l);
+  void linger_after_refusal();
   void start_attempt(int peer);
   void advance_attempt(int peer);
   void on_connected(std::unique_ptr<link> l);
@@ -392,7 +393,10 @@ status ucx_communicator::connect_all(steady::time_point deadline) {
         start_attempt(j);
       }
     }
-    if (!setup_error_.empty()) return make_error(errc::unavailable, setup_error_);
+    if (!setup_error_.empty()) {
+      linger_after_refusal();
+      return make_error(errc::unavailable, setup_error_);
+    }
     bool all = true;
     for (int j = 0; j < world_; ++j) all = all && (j == rank_ || peers_[static_cast<size_t>(j)]);
     if (all) break;
@@ -483,6 +487,20 @@ void ucx_communicator::advance_accepted(link& l) {
     l.where = "rank " + std::to_string(l.rank) + " (" + addresses_[static_cast<size_t>(l.rank)].text + ")";
   ucp_request_param_t sp{};
   l.hello_send.start(ucp_stream_send_nbx(l.ep, l.hello_out.data(), hello_bytes, &sp));
+}
+
+void ucx_communicator::linger_after_refusal() {
+  // A peer answered with a refusal (advance_accepted) must read it before this rank closes the
+  // endpoint: the disconnect travels on the connection manager's own socket and can overtake the
+  // answer, leaving the peer to retry until its timeout. The peer closes its side once it has read
+  // the answer; wait for that, briefly.
+  const steady::time_point until = steady::now() + teardown_grace;
+  auto waiting = [&] {
+    return std::any_of(setup_links_.begin(), setup_links_.end(), [](const std::unique_ptr<link>& l) {
+      return l->accepted && l->hello_send.started() && !l->failed();
+    });
+  };
+  while (waiting() && steady::now() < until) progress(until);
 }
 
 void ucx_communicator::start_attempt(int peer) {
