@@ -1,5 +1,7 @@
 #include "actors/gateway.hpp"
 
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 
@@ -128,41 +130,49 @@ struct gateway::impl {
   std::atomic<uint64_t> next_id{1};
   std::shared_ptr<gateway_metrics> metrics = std::make_shared<gateway_metrics>();
   int64_t created = static_cast<int64_t>(std::time(nullptr));
+  /// Decoding, chat rendering and tokenizing run here, not on the HTTP threads: a large prompt
+  /// must not hold up /health or other clients' responses.
+  std::unique_ptr<boost::asio::thread_pool> prepare_pool;
 
   impl(caf::actor_system& s, router_actor r) : sys(s), router(std::move(r)) {}
 
-  void handle(const http_request& req, std::shared_ptr<response_writer> w);
+  void handle(http_request& req, std::shared_ptr<response_writer> w);
+  /// Hands a generation request to prepare_pool.
+  void post_generate(http_request& req, std::shared_ptr<response_writer> w, api_endpoint ep);
   void handle_generate(const http_request& req, std::shared_ptr<response_writer> w, api_endpoint ep);
+  /// The prompt's ids, or the 400 for a prompt that is sure not to fit before any tokenizing.
+  api_result<std::vector<int32_t>> tokenize_prompt(const model_entry& m, std::string_view text, bool parse_special,
+                                                   std::optional<int32_t> max_tokens, const char* param) const;
   void handle_metrics(std::shared_ptr<response_writer> w);
   void run_request(std::shared_ptr<request_state> st);
 };
 
-void gateway::impl::handle(const http_request& req, std::shared_ptr<response_writer> w) {
-  using handler = void (*)(impl&, const http_request&, std::shared_ptr<response_writer>);
+void gateway::impl::handle(http_request& req, std::shared_ptr<response_writer> w) {
+  using handler = void (*)(impl&, http_request&, std::shared_ptr<response_writer>);
   struct route {
     std::string_view path, method;
     handler run;
   };
   // One table answers both the request and, for a known path with the wrong method, 405.
   static constexpr route routes[] = {
-      {"/health", "GET", [](impl&, const http_request&, std::shared_ptr<response_writer> w) {
+      {"/health", "GET", [](impl&, http_request&, std::shared_ptr<response_writer> w) {
          w->send(json_response(200, R"({"status":"ok"})"));
        }},
-      {"/ready", "GET", [](impl& g, const http_request&, std::shared_ptr<response_writer> w) {
+      {"/ready", "GET", [](impl& g, http_request&, std::shared_ptr<response_writer> w) {
          g.ready ? w->send(json_response(200, R"({"status":"ready"})"))
                  : w->send(error_response(not_ready("models are still loading")));
        }},
-      {"/v1/models", "GET", [](impl& g, const http_request&, std::shared_ptr<response_writer> w) {
+      {"/v1/models", "GET", [](impl& g, http_request&, std::shared_ptr<response_writer> w) {
          std::vector<model_card> cards;
          for (const auto& [name, m] : g.models) cards.push_back(model_card{name, g.created, "troupe", m.model.context_length});
          w->send(json_response(200, build_models_list(cards)));
        }},
-      {"/metrics", "GET", [](impl& g, const http_request&, std::shared_ptr<response_writer> w) { g.handle_metrics(std::move(w)); }},
-      {"/v1/chat/completions", "POST", [](impl& g, const http_request& r, std::shared_ptr<response_writer> w) {
-         g.handle_generate(r, std::move(w), api_endpoint::chat_completions);
+      {"/metrics", "GET", [](impl& g, http_request&, std::shared_ptr<response_writer> w) { g.handle_metrics(std::move(w)); }},
+      {"/v1/chat/completions", "POST", [](impl& g, http_request& r, std::shared_ptr<response_writer> w) {
+         g.post_generate(r, std::move(w), api_endpoint::chat_completions);
        }},
-      {"/v1/completions", "POST", [](impl& g, const http_request& r, std::shared_ptr<response_writer> w) {
-         g.handle_generate(r, std::move(w), api_endpoint::completions);
+      {"/v1/completions", "POST", [](impl& g, http_request& r, std::shared_ptr<response_writer> w) {
+         g.post_generate(r, std::move(w), api_endpoint::completions);
        }},
   };
   const std::string_view path = req.path();
@@ -177,6 +187,28 @@ void gateway::impl::handle(const http_request& req, std::shared_ptr<response_wri
                                 {}, known ? "method_not_allowed" : "not_found");
   e.status = known ? 405 : 404;
   w->send(error_response(e));
+}
+
+void gateway::impl::post_generate(http_request& req, std::shared_ptr<response_writer> w, api_endpoint ep) {
+  boost::asio::post(*prepare_pool, [this, req = std::move(req), w = std::move(w), ep]() mutable {
+    // stop() joins the pool before this impl goes away.
+    if (w->disconnected()) return;  // the client gave up while the request waited its turn
+    try {
+      handle_generate(req, w, ep);
+    } catch (const std::exception& e) {
+      w->send(error_response(internal_error(std::string("the request failed: ") + e.what())));
+    }
+  });
+}
+
+api_result<std::vector<int32_t>> gateway::impl::tokenize_prompt(const model_entry& m, std::string_view text,
+                                                                bool parse_special, std::optional<int32_t> max_tokens,
+                                                                const char* param) const {
+  const tokenizer& tok = *m.model.tok;
+  const int64_t at_least = (tok.add_bos() && tok.bos_id() >= 0 ? 1 : 0) + tok.min_token_count(text);
+  if (at_least + std::max<int64_t>(max_tokens.value_or(0), 1) > m.model.context_length)
+    return prompt_exceeds_context(at_least, text.size(), m.model.context_length, param);
+  return tok.encode_prompt(text, parse_special);
 }
 
 void gateway::impl::handle_generate(const http_request& req, std::shared_ptr<response_writer> w, api_endpoint ep) {
@@ -195,11 +227,15 @@ void gateway::impl::handle_generate(const http_request& req, std::shared_ptr<res
   if (chat) {
     auto text = render_chat(m.chat, g.messages, true, m.chat_opts);
     if (!text) return w->send(error_response(invalid_request(text.error().message(), "messages")));
-    prompts.push_back(tok.encode_prompt(*text, /*parse_special=*/m.chat != chat_format::none));
+    auto ids = tokenize_prompt(m, *text, /*parse_special=*/m.chat != chat_format::none, g.max_tokens, "messages");
+    if (!ids) return w->send(error_response(ids.error()));
+    prompts.push_back(std::move(ids.value()));
   } else {
     for (const auto& p : g.prompts) {
       if (!p.is_tokens) {
-        prompts.push_back(tok.encode_prompt(p.text));
+        auto ids = tokenize_prompt(m, p.text, false, g.max_tokens, "prompt");
+        if (!ids) return w->send(error_response(ids.error()));
+        prompts.push_back(std::move(ids.value()));
         continue;
       }
       for (int32_t id : p.token_ids)
@@ -417,7 +453,8 @@ expected<std::unique_ptr<gateway>> gateway::start(caf::actor_system& sys, router
     return error_response(e);
   };
   std::weak_ptr<impl> weak = im;
-  auto server = http_server::start(http, [weak](const http_request& req, std::shared_ptr<response_writer> w) {
+  im->prepare_pool = std::make_unique<boost::asio::thread_pool>(static_cast<size_t>(std::max(1, opts.prepare_threads)));
+  auto server = http_server::start(http, [weak](http_request& req, std::shared_ptr<response_writer> w) {
     if (auto s = weak.lock()) s->handle(req, std::move(w));
   });
   TROUPE_TRY(server);
@@ -430,6 +467,8 @@ void gateway::set_ready(bool ready) noexcept { impl_->ready = ready; }
 void gateway::stop(std::chrono::milliseconds drain) {
   impl_->ready = false;
   if (impl_->server) impl_->server->stop(drain);
+  // After the server: no new work comes in; what is queued finishes (its writers are inert now).
+  if (impl_->prepare_pool) impl_->prepare_pool->join();
 }
 
 }  // namespace troupe

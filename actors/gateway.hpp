@@ -32,6 +32,7 @@ struct served_model {
 struct gateway_options {
   http_server_options http;   ///< host, port (0: ephemeral), threads, body limit
   request_limits limits;      ///< OpenAI's bounds on n, stop, logprobs
+  int prepare_threads = 2;    ///< threads that decode, render and tokenize requests (off the HTTP threads)
 };
 
 class gateway {

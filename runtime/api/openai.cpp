@@ -400,15 +400,115 @@ maybe_error check_choices(const generation_request& req, const request_limits& l
   return {};
 }
 
+// Builds the DOM like json::parse while remembering where in the document it is, so that a
+// number no double can hold (1e309, which nlohmann reports as out_of_range 406 rather than as a
+// parse error) is answered with a 400 naming its field.
+class located_parser {
+ public:
+  explicit located_parser(json& out) : dom_(out, /*allow_exceptions=*/false) {}
+
+  bool null() { return value(), dom_.null(); }
+  bool boolean(bool v) { return value(), dom_.boolean(v); }
+  bool number_integer(json::number_integer_t v) { return value(), dom_.number_integer(v); }
+  bool number_unsigned(json::number_unsigned_t v) { return value(), dom_.number_unsigned(v); }
+  bool number_float(json::number_float_t v, const json::string_t& s) { return value(), dom_.number_float(v, s); }
+  bool string(json::string_t& v) { return value(), dom_.string(v); }
+  bool binary(json::binary_t& v) { return value(), dom_.binary(v); }
+  bool start_object(std::size_t n) {
+    value();
+    path_.push_back({false, {}, -1});
+    return dom_.start_object(n);
+  }
+  bool key(json::string_t& k) {
+    path_.back().key = k;
+    return dom_.key(k);
+  }
+  bool end_object() {
+    path_.pop_back();
+    return dom_.end_object();
+  }
+  bool start_array(std::size_t n) {
+    value();
+    path_.push_back({true, {}, -1});
+    return dom_.start_array(n);
+  }
+  bool end_array() {
+    path_.pop_back();
+    return dom_.end_array();
+  }
+  bool parse_error(std::size_t position, const std::string& token, const json::exception& e) {
+    if (e.id == 406) {  // a number out of range: the value about to start at the current place
+      value();
+      out_of_range_ = true;
+      token_ = token;
+    }
+    message_ = e.what();
+    (void)position;  // e.what() names it
+    return false;
+  }
+
+  bool out_of_range() const noexcept { return out_of_range_; }
+  const std::string& token() const noexcept { return token_; }
+  const std::string& message() const noexcept { return message_; }
+  /// Where the parser is, as messages[0].content or temperature; "" at the top level.
+  std::string path() const {
+    std::string p;
+    for (const auto& f : path_) {
+      if (f.array) {
+        p += "[" + std::to_string(f.index) + "]";
+      } else if (!f.key.empty()) {
+        if (!p.empty()) p += '.';
+        p += f.key;
+      }
+    }
+    return p;
+  }
+
+ private:
+  struct frame {
+    bool array = false;
+    std::string key;
+    int64_t index = -1;
+  };
+  /// A value starts: in an array, it is the next element.
+  void value() {
+    if (!path_.empty() && path_.back().array) ++path_.back().index;
+  }
+
+  nlohmann::detail::json_sax_dom_parser<json> dom_;
+  std::vector<frame> path_;
+  bool out_of_range_ = false;
+  std::string token_, message_;
+};
+
 api_result<json> parse_object(std::string_view body) {
   json obj;
-  try {
-    obj = json::parse(body.begin(), body.end());
-  } catch (const json::parse_error& e) {
-    return malformed_json(e.what());  // names the byte position and the cause
+  located_parser sax(obj);
+  if (!json::sax_parse(body.begin(), body.end(), &sax)) {
+    if (sax.out_of_range()) {
+      const std::string what = "the number " + sax.token() + " is outside the range of a double";
+      const std::string where = sax.path();
+      if (where.empty() || where.front() == '[') return malformed_json(what);  // not inside an object
+      return invalid_request("Invalid value for '" + where + "': " + what + ".", where);
+    }
+    return malformed_json(sax.message());  // names the byte position and the cause
   }
   if (!obj.is_object()) return malformed_json("the body must be a JSON object");
   return obj;
+}
+
+// Runs a decoder so that nothing it meets escapes as an exception: a value the readers above did not
+// foresee (a json::type_error, a length_error, bad_alloc on a huge field) is still that request's
+// 400, never a dropped request.
+template <class F>
+api_result<generation_request> decode_guarded(F decode) {
+  try {
+    return decode();
+  } catch (const std::bad_alloc&) {
+    return invalid_request("The request is too large to decode.");
+  } catch (const std::exception& e) {
+    return invalid_request(std::string("The request could not be decoded: ") + e.what());
+  }
 }
 
 }  // namespace
@@ -449,6 +549,15 @@ api_error context_length_exceeded(int64_t prompt_tokens, int64_t max_tokens, int
   return {400, std::move(msg), "invalid_request_error", std::move(param), "context_length_exceeded"};
 }
 
+api_error prompt_exceeds_context(int64_t min_prompt_tokens, size_t prompt_bytes, int64_t context_length,
+                                 std::string param) {
+  std::string msg = "This model's maximum context length is " + std::to_string(context_length) +
+                    " tokens. However, your prompt of " + std::to_string(prompt_bytes) +
+                    " bytes is at least " + std::to_string(min_prompt_tokens) +
+                    " tokens. Please reduce the length of the prompt.";
+  return {400, std::move(msg), "invalid_request_error", std::move(param), "context_length_exceeded"};
+}
+
 api_error not_ready(std::string message) {
   return {503, std::move(message), "server_error", "", "service_unavailable"};
 }
@@ -476,7 +585,9 @@ int32_t generation_request::choice_count() const noexcept {
                                                      : static_cast<int32_t>(total);
 }
 
-api_result<generation_request> parse_chat_request(std::string_view body, const request_limits& limits) {
+namespace {
+
+api_result<generation_request> decode_chat(std::string_view body, const request_limits& limits) {
   auto parsed = parse_object(body);
   if (!parsed) return parsed.error();
   const json& obj = parsed.value();
@@ -507,8 +618,7 @@ api_result<generation_request> parse_chat_request(std::string_view body, const r
   return req;
 }
 
-api_result<generation_request> parse_completion_request(std::string_view body,
-                                                        const request_limits& limits) {
+api_result<generation_request> decode_completion(std::string_view body, const request_limits& limits) {
   auto parsed = parse_object(body);
   if (!parsed) return parsed.error();
   const json& obj = parsed.value();
@@ -535,6 +645,17 @@ api_result<generation_request> parse_completion_request(std::string_view body,
   TROUPE_API_TRY(validate_sampling(req.sampling));
   TROUPE_API_TRY(check_choices(req, limits));
   return req;
+}
+
+}  // namespace
+
+api_result<generation_request> parse_chat_request(std::string_view body, const request_limits& limits) {
+  return decode_guarded([&]() -> api_result<generation_request> { return decode_chat(body, limits); });
+}
+
+api_result<generation_request> parse_completion_request(std::string_view body,
+                                                        const request_limits& limits) {
+  return decode_guarded([&]() -> api_result<generation_request> { return decode_completion(body, limits); });
 }
 
 api_result<int32_t> fit_context(int64_t prompt_tokens, std::optional<int32_t> max_tokens,

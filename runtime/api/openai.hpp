@@ -51,6 +51,10 @@ api_error body_too_large(size_t limit_bytes);
 /// param is "messages" (chat) or "prompt" (completions).
 api_error context_length_exceeded(int64_t prompt_tokens, int64_t max_tokens,
                                   int64_t context_length, std::string param = "messages");
+/// 400 context_length_exceeded before tokenizing: a prompt of prompt_bytes bytes is at least
+/// min_prompt_tokens tokens, more than the context holds.
+api_error prompt_exceeds_context(int64_t min_prompt_tokens, size_t prompt_bytes, int64_t context_length,
+                                 std::string param = "messages");
 /// 503: the model or server is not ready (loading, draining, overloaded).
 api_error not_ready(std::string message);
 /// 500: a bug or an unexpected failure; the message should not leak internals.

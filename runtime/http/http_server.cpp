@@ -241,15 +241,20 @@ void session::read_header() {
                            [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
 }
 
+/// A parse error of the request itself (as opposed to EOF, a reset or a timeout, which end the
+/// connection without an answer).
+static bool is_malformed(beast::error_code ec) {
+  return ec.category() == bhttp::make_error_code(bhttp::error::end_of_stream).category() &&
+         ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message;
+}
+
 void session::on_header(beast::error_code ec) {
   if (ec == bhttp::error::body_limit) return fail_request(413, "request body too large");
   if (ec == bhttp::error::header_limit) return fail_request(431, "request header too large");
   if (ec) {
     // EOF, reset or timeout while idle is the normal end of a keep-alive connection; a parse
     // error gets a 400 before closing.
-    if (ec.category() == bhttp::make_error_code(bhttp::error::end_of_stream).category() &&
-        ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message)
-      return fail_request(400, "malformed HTTP request: " + ec.message());
+    if (is_malformed(ec)) return fail_request(400, "malformed HTTP request: " + ec.message());
     return close_socket();
   }
   const auto& req = parser_->get();
@@ -274,6 +279,9 @@ void session::read_body() {
 
 void session::on_body(beast::error_code ec) {
   if (ec == bhttp::error::body_limit) return fail_request(413, "request body too large");
+  // A body that breaks the framing (a bad chunk size, chunk extensions past the limit) gets its
+  // 400 like a bad header does (issue 11: it used to close the connection without an answer).
+  if (ec && is_malformed(ec)) return fail_request(400, "malformed HTTP request body: " + ec.message());
   if (ec) return close_socket();
   dispatch_request();
 }

@@ -69,9 +69,10 @@ class response_writer {
   virtual bool disconnected() const noexcept = 0;
 };
 
-/// Called on a server thread for every request; must not block (hand long work elsewhere).
+/// Called on a server thread for every request; must not block (hand long work elsewhere). The
+/// request is the handler's to move from (a body it hands to another thread need not be copied).
 using http_handler =
-    std::function<void(const http_request& request, std::shared_ptr<response_writer> writer)>;
+    std::function<void(http_request& request, std::shared_ptr<response_writer> writer)>;
 
 /// Settings of an http_server; defaults suit a local gateway.
 struct http_server_options {

@@ -118,6 +118,28 @@ bool spm_tokenizer::mergeable(int32_t id) const noexcept {
   return t == piece_type::normal || t == piece_type::user_defined || t == piece_type::unused;
 }
 
+int64_t spm_tokenizer::min_token_count(std::string_view text) const {
+  if (!normalizer_.remove_extra_whitespaces) return tokenizer::min_token_count(text);
+  while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+  while (true) {  // what normalize() strips at the end
+    if (text.ends_with(' ')) {
+      text.remove_suffix(1);
+    } else if (text.ends_with(space_symbol)) {
+      text.remove_suffix(space_symbol.size());
+    } else {
+      break;
+    }
+  }
+  int64_t kept = 0;
+  bool prev_space = false;
+  for (char c : text) {
+    if (c != ' ' || !prev_space) ++kept;
+    prev_space = c == ' ';
+  }
+  const int64_t longest = max_token_bytes();
+  return (kept + longest - 1) / longest;
+}
+
 std::string spm_tokenizer::normalize(std::string_view text, bool first) const {
   const bool collapse = normalizer_.remove_extra_whitespaces;
   if (collapse) {

@@ -46,6 +46,9 @@ class spm_tokenizer final : public tokenizer {
   std::string piece(int32_t id) const override;
   bool is_special(int32_t id) const override;
   std::string_view kind() const noexcept override { return "spm"; }
+  /// With remove_extra_whitespaces, the bytes the normalizer keeps: runs of spaces count once, and
+  /// leading spaces and trailing spaces/"▁" not at all.
+  int64_t min_token_count(std::string_view text) const override;
 
  private:
   spm_tokenizer() = default;

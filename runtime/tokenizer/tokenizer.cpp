@@ -1,5 +1,7 @@
 #include "runtime/tokenizer/tokenizer.hpp"
 
+#include <algorithm>
+
 #include "runtime/tokenizer/unicode.hpp"
 
 namespace troupe {
@@ -24,6 +26,25 @@ std::vector<int32_t> tokenizer::encode_prompt(std::string_view text, bool parse_
   std::vector<int32_t> body = encode(text, parse_special);
   ids.insert(ids.end(), body.begin(), body.end());
   return ids;
+}
+
+int64_t tokenizer::max_token_bytes() const {
+  int64_t longest = max_token_bytes_.load(std::memory_order_relaxed);
+  if (longest > 0) return longest;
+  longest = 1;
+  for (int32_t id = 0; id < n_vocab_; ++id) {
+    // The piece bounds what a token matches in the (normalized) input, token_bytes what it stands
+    // for; the larger of the two bounds both.
+    longest = std::max<int64_t>(longest, static_cast<int64_t>(std::max(piece(id).size(), token_bytes(id).size())));
+  }
+  max_token_bytes_.store(longest, std::memory_order_relaxed);  // every thread computes the same value
+  return longest;
+}
+
+int64_t tokenizer::min_token_count(std::string_view text) const {
+  const int64_t bytes = static_cast<int64_t>(text.size());
+  const int64_t longest = max_token_bytes();
+  return (bytes + longest - 1) / longest;
 }
 
 stream_decoder::stream_decoder(const tokenizer& tok, bool at_start)

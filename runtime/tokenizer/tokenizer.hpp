@@ -2,6 +2,7 @@
 // Tokenizers: SentencePiece-style BPE (GGUF `llama` vocab, tokenizer.model, llama2.c tokenizer.bin)
 // with byte fallback, and byte-level BPE (tokenizer.json, GGUF `gpt2` vocab) with its pre-tokenizer.
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -45,6 +46,13 @@ class tokenizer {
   /// Ids for a generation prompt: BOS first when the model asks for it (add_bos()), then encode(text).
   std::vector<int32_t> encode_prompt(std::string_view text, bool parse_special = false) const;
 
+  /// A lower bound on encode(text, parse_special).size(), in one pass over text without allocating:
+  /// no token stands for more input bytes than its longest vocabulary entry. A server rejects a prompt
+  /// that cannot fit the context with it before spending the time and memory to tokenize it.
+  virtual int64_t min_token_count(std::string_view text) const;
+  /// The most input bytes one token can stand for (the longest token_bytes/piece; at least 1).
+  int64_t max_token_bytes() const;
+
   int32_t n_vocab() const noexcept { return n_vocab_; }
   int32_t bos_id() const noexcept { return bos_id_; }   ///< -1 if none
   int32_t eos_id() const noexcept { return eos_id_; }   ///< -1 if none
@@ -70,6 +78,9 @@ class tokenizer {
   bool add_eos_ = false;
   bool strip_leading_space_ = false;
   std::string chat_template_;
+
+ private:
+  mutable std::atomic<int64_t> max_token_bytes_{0};  ///< computed on first use; 0: not yet
 };
 
 /// Streaming detokenization: push ids one at a time and get text that never ends inside a UTF-8

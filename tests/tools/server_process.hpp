@@ -69,6 +69,7 @@ class server_process {
   ~server_process() { stop(); }
 
   int port() const noexcept { return port_; }
+  pid_t pid() const noexcept { return pid_; }
   std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
   const std::string& log() const noexcept { return log_; }
 

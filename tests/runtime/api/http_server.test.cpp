@@ -4,7 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <curl/curl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -301,6 +306,54 @@ TEST(HttpServer, MalformedRequestGets400) {
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &t.r.status);
   curl_easy_cleanup(c);
   EXPECT_EQ(t.r.status, 400);
+}
+
+// Sends raw bytes to 127.0.0.1:port and returns what the server answers before it closes (or 5 s).
+std::string raw_exchange(uint16_t port, const std::string& bytes) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return {};
+  }
+  (void)!::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  std::string got;
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    char buf[4096];
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return got;
+}
+
+// Regression (issue 11): a chunked body with a bad chunk size closed the connection without an answer.
+TEST(HttpServer, BadChunkSizeGets400) {
+  std::atomic<int> handled{0};
+  auto server = start_server([&](const http_request&, std::shared_ptr<response_writer> w) {
+    ++handled;
+    w->send({200, "{}", "application/json", {}});
+  });
+  ASSERT_TRUE(server);
+  for (const std::string chunk : {"ZZ\r\nabc\r\n0\r\n\r\n", "-5\r\nabc\r\n0\r\n\r\n",
+                                  "ffffffffffffffffff\r\nabc\r\n0\r\n\r\n", "3\r\nabcXX0\r\n\r\n"}) {
+    const std::string reply = raw_exchange(server->port(),
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk);
+    EXPECT_EQ(reply.rfind("HTTP/1.1 400", 0), 0u) << chunk << " -> " << reply;
+    EXPECT_NE(reply.find("malformed"), std::string::npos) << reply;
+  }
+  EXPECT_EQ(handled.load(), 0);
+  // The server still answers a good chunked request.
+  const std::string ok = raw_exchange(server->port(),
+      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+  EXPECT_EQ(ok.rfind("HTTP/1.1 200", 0), 0u) << ok;
 }
 
 TEST(HttpServer, StopDrainsInFlightStreams) {

@@ -251,6 +251,37 @@ TEST(OpenaiChatRequest, MalformedJsonIs400) {
   EXPECT_EQ(r.error().code, "invalid_json");
 }
 
+// Regression (issue 11): a number no double can hold made nlohmann throw out_of_range from the
+// parser, which escaped the decoder and became a 500 "dropped without a response".
+TEST(OpenaiChatRequest, NumbersBeyondADoubleAre400NamingTheField) {
+  const std::string head = R"({"model": "m", "messages": [{"role": "user", "content": "hi"}], )";
+  expect_bad(parse_chat_request(head + R"("temperature": 1e309})"), "temperature");
+  expect_bad(parse_chat_request(head + R"("top_p": -1e400})"), "top_p");
+  // In a field the server does not know, and deep inside an array.
+  expect_bad(parse_chat_request(head + R"("no_such_field": 1e309})"), "no_such_field");
+  expect_bad(parse_chat_request(R"({"model": "m", "messages": [{"role": "user", "content": "a"}, {"role": "user", "content": 1e999}]})"),
+             "messages[1].content");
+  expect_bad(parse_completion_request(R"({"model": "m", "prompt": [[1, 2], [3, 1e309]]})"), "prompt[1][1]");
+  const auto r = parse_chat_request(head + R"("temperature": 1e309})");
+  EXPECT_NE(r.error().message.find("1e309"), std::string::npos) << r.error().message;
+}
+
+TEST(OpenaiChatRequest, ABareHugeNumberIsMalformedJson) {
+  for (const char* body : {"1e309", "-1e309", "[1e309]"}) {
+    const auto r = parse_completion_request(body);
+    ASSERT_FALSE(r.has_value()) << body;
+    EXPECT_EQ(r.error().status, 400) << body;
+    EXPECT_EQ(r.error().code, "invalid_json") << body;
+  }
+}
+
+TEST(OpenaiChatRequest, DeeplyNestedJsonIsAnErrorNotACrash) {
+  const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  const auto r = parse_chat_request(R"({"model": "m", "messages": )" + deep + "}");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().status, 400);
+}
+
 TEST(OpenaiCompletionRequest, PromptShapes) {
   auto r = completion(completion_base());
   ASSERT_TRUE(r.has_value()) << r.error().message;
