@@ -68,25 +68,34 @@ caf::behavior event_relay(caf::stateful_actor<relay_state>* self, request_id id,
   self->monitor(subscriber);
   self->monitor(scheduler);
   self->monitor(router);
+  // A monitor lives in the actor it watches and holds the watcher's address until one of them
+  // ends it: a relay that quit with its monitors still on the scheduler and the router left them
+  // there for good, and with them the relay's memory (about 1.2 KB per request, issue 11).
+  auto finish = [self, subscriber, scheduler, router](caf::error reason = {}) {
+    self->demonitor(subscriber.address());
+    self->demonitor(scheduler.address());
+    self->demonitor(router);
+    self->quit(std::move(reason));
+  };
   self->set_down_handler([=](caf::down_msg& dm) {
     if (dm.source != scheduler.address()) {  // the subscriber or the router is gone: cancel
-      self->quit();
+      finish();
       return;
     }
     if (!self->state.forwarded) {
-      self->quit(retry_reason());
+      finish(retry_reason());
       return;
     }
     self->send(subscriber, error_event(id, "request " + std::to_string(id) + ": its replica went down (" +
                                                self->system().render(dm.reason) + ")"));
-    self->quit();
+    finish();
   });
   return {
       [=](token_event& ev) {
         self->state.forwarded = true;
         const bool last = ev.finish != finish_kind::none;
         self->send(subscriber, std::move(ev));
-        if (last) self->quit();
+        if (last) finish();
       },
   };
 }
