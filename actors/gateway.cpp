@@ -275,6 +275,7 @@ void gateway::impl::handle_generate(const http_request& req, std::shared_ptr<res
       r.max_tokens = budget.value();
       r.stop = g.stop;
       r.ignore_eos = g.ignore_eos;
+      r.cache_salt = g.cache_salt;
       st->choice_of[r.id] = index;
       st->requests.push_back(std::move(r));
       st->prompt_of_choice.push_back(static_cast<int64_t>(p));

@@ -68,7 +68,7 @@ constexpr lookup_atom lookup_v{};
 
 /// The version of everything above and of the message types below, checked by the cluster
 /// handshake: bump it whenever a type, an atom or the meaning of a message changes.
-constexpr uint32_t protocol_version = 2;  // 2: serving_request.fork_of
+constexpr uint32_t protocol_version = 3;  // 2: serving_request.fork_of; 3: serving_request.cache_salt
 
 /// The registered names of troupe's message types, in registration order (the handshake compares them).
 const std::vector<std::string>& message_type_names();
@@ -135,7 +135,7 @@ typename Inspector::result_type inspect(Inspector& f, shard_info& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, serving_request& x) {
   return f(caf::meta::type_name("troupe::serving_request"), x.id, x.prompt, x.params, x.max_tokens, x.stop,
-           x.ignore_eos, x.priority, x.fork_of);
+           x.ignore_eos, x.priority, x.fork_of, x.cache_salt);
 }
 
 template <class Inspector>

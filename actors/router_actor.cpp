@@ -179,7 +179,10 @@ class router_impl : public router_actor::base {
   }
 
   /// The prefix key of a prompt (for a strategy that keeps shared prefixes on one replica).
-  std::string prefix_key(const serving_request& r) const { return troupe::prefix_key(r.prompt, prefix_blocks_); }
+  /// A salted request's key carries its salt: its prefix is cached only for its own salt.
+  std::string prefix_key(const serving_request& r) const {
+    return r.cache_salt + troupe::prefix_key(r.prompt, prefix_blocks_);
+  }
 
   void on_route(std::string model, serving_request r, caf::actor subscriber) {
     const request_id id = r.id;

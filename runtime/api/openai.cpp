@@ -245,6 +245,14 @@ maybe_error parse_common(const json& obj, const request_limits& limits, generati
     TROUPE_API_TRY(read_string(obj, "user", user));
     req.user = user.value_or("");
   }
+  {
+    // vLLM: a salt keeps one tenant's prompts from hitting (and timing) another's cached prefix.
+    std::optional<std::string> salt;
+    TROUPE_API_TRY(read_string(obj, "cache_salt", salt));
+    if (salt && salt->empty())
+      return invalid_request("Invalid value for 'cache_salt': must be a non-empty string.", "cache_salt");
+    req.cache_salt = salt.value_or("");
+  }
   return {};
 }
 

@@ -110,6 +110,7 @@ struct generation_request {
   bool include_usage = false;          ///< stream_options.include_usage
   bool ignore_eos = false;             ///< vLLM's extension: do not stop at EOS (max_tokens still does)
   std::string user;
+  std::string cache_salt;              ///< vLLM's extension: salts the prefix cache ("" : none)
 
   /// Choices in the response: prompts x n for completions, n for chat.
   int32_t choice_count() const noexcept;

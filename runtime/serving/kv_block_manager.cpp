@@ -23,6 +23,12 @@ prefix_hash kv_block_manager::hash_block(std::optional<prefix_hash> parent, std:
   return XXH3_64bits_withSeed(tokens.data(), tokens.size_bytes(), parent.value_or(root_seed));
 }
 
+std::optional<prefix_hash> kv_block_manager::salt_root(std::string_view salt) {
+  if (salt.empty()) return std::nullopt;
+  constexpr prefix_hash salt_seed = 0x74726f7570652d73ull;  // "troupe-s"
+  return XXH3_64bits_withSeed(salt.data(), salt.size(), salt_seed);
+}
+
 int32_t kv_block_manager::lookup(std::optional<prefix_hash> parent, std::span<const int32_t> tokens) const {
   auto it = cache_.find(hash_block(parent, tokens));
   if (it == cache_.end()) return -1;
@@ -32,11 +38,11 @@ int32_t kv_block_manager::lookup(std::optional<prefix_hash> parent, std::span<co
   return it->second;
 }
 
-int64_t kv_block_manager::cached_prefix(std::span<const int32_t> tokens) const {
+int64_t kv_block_manager::cached_prefix(std::span<const int32_t> tokens, std::optional<prefix_hash> root) const {
   if (!cfg_.enable_prefix_caching || tokens.empty()) return 0;
   const int64_t bs = cfg_.block_size;
   const int64_t usable = static_cast<int64_t>(tokens.size()) - 1;  // the last token is always recomputed
-  std::optional<prefix_hash> parent;
+  std::optional<prefix_hash> parent = root;
   int64_t n = 0;
   while ((n + 1) * bs <= usable) {
     auto blk = tokens.subspan(static_cast<size_t>(n * bs), static_cast<size_t>(bs));
@@ -49,7 +55,7 @@ int64_t kv_block_manager::cached_prefix(std::span<const int32_t> tokens) const {
 }
 
 std::optional<int64_t> kv_block_manager::allocate(request_id seq, std::span<const int32_t> tokens,
-                                                  int64_t n_positions) {
+                                                  int64_t n_positions, std::optional<prefix_hash> root) {
   assert(!seqs_.count(seq));
   if (seqs_.count(seq)) return std::nullopt;
   const int64_t bs = cfg_.block_size;
@@ -58,7 +64,7 @@ std::optional<int64_t> kv_block_manager::allocate(request_id seq, std::span<cons
   std::vector<prefix_hash> hashes;
   if (cfg_.enable_prefix_caching && !tokens.empty()) {
     const int64_t usable = static_cast<int64_t>(tokens.size()) - 1;
-    std::optional<prefix_hash> parent;
+    std::optional<prefix_hash> parent = root;
     while ((static_cast<int64_t>(hit.size()) + 1) * bs <= usable) {
       auto blk = tokens.subspan(hit.size() * static_cast<size_t>(bs), static_cast<size_t>(bs));
       const int32_t b = lookup(parent, blk);
@@ -87,6 +93,7 @@ std::optional<int64_t> kv_block_manager::allocate(request_id seq, std::span<cons
     st.blocks.push_back(b);
   }
   st.hashes = std::move(hashes);
+  st.root = root;
   seqs_.emplace(seq, std::move(st));
   query_tokens_ += static_cast<int64_t>(tokens.size());
   hit_tokens_ += cached;
@@ -134,7 +141,7 @@ void kv_block_manager::cache_full_blocks(request_id seq, std::span<const int32_t
   const int64_t n_full = std::min<int64_t>(std::min<int64_t>(n_computed, static_cast<int64_t>(tokens.size())) / bs,
                                            static_cast<int64_t>(st.blocks.size()));
   for (int64_t i = static_cast<int64_t>(st.hashes.size()); i < n_full; ++i) {
-    std::optional<prefix_hash> parent;
+    std::optional<prefix_hash> parent = st.root;
     if (i > 0) parent = st.hashes[static_cast<size_t>(i - 1)];
     auto blk = tokens.subspan(static_cast<size_t>(i * bs), static_cast<size_t>(bs));
     const prefix_hash h = hash_block(parent, blk);

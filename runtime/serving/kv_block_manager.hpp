@@ -14,6 +14,7 @@
 #include <list>
 #include <optional>
 #include <span>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -61,14 +62,19 @@ class kv_block_manager {
 
   const kv_block_manager_config& config() const noexcept { return cfg_; }
 
+  /// The root a salted sequence's chain hangs from (vLLM's cache_salt): a sequence with a salt only
+  /// meets cached blocks of sequences with the same salt. nullopt for "" (the shared, unsalted chain).
+  static std::optional<prefix_hash> salt_root(std::string_view salt);
+
   /// Tokens at the start of `tokens` whose KV the prefix cache holds (whole blocks; never the
-  /// last token). No side effects.
-  int64_t cached_prefix(std::span<const int32_t> tokens) const;
+  /// last token), in the chain under root (see salt_root). No side effects.
+  int64_t cached_prefix(std::span<const int32_t> tokens, std::optional<prefix_hash> root = std::nullopt) const;
 
   /// Starts sequence `seq`: takes the cached prefix of `tokens` (see cached_prefix) and fresh
   /// blocks so the table covers max(cached, n_positions) positions. Returns the number of tokens
   /// already computed; nullopt when there is no room (nothing changes). seq must be new.
-  std::optional<int64_t> allocate(request_id seq, std::span<const int32_t> tokens, int64_t n_positions);
+  std::optional<int64_t> allocate(request_id seq, std::span<const int32_t> tokens, int64_t n_positions,
+                                  std::optional<prefix_hash> root = std::nullopt);
 
   /// Grows seq's table to cover n_positions, before positions [write_from, n_positions) are
   /// written. A shared block in that range is replaced by a private copy (copy-on-write), and the
@@ -118,6 +124,7 @@ class kv_block_manager {
   struct seq_state {
     std::vector<int32_t> blocks;
     std::vector<prefix_hash> hashes;  ///< hashes of blocks[0 .. hashes.size()), all full and computed
+    std::optional<prefix_hash> root;  ///< the parent of the first block (salt_root)
   };
 
   /// The cached block holding `tokens` after `parent`, or -1.

@@ -236,13 +236,14 @@ step_plan scheduler_policy::schedule() {
         continue;
       }
     }
-    const int64_t cached = blocks_.cached_prefix(s->tokens);
+    const auto root = kv_block_manager::salt_root(s->req.cache_salt);
+    const int64_t cached = blocks_.cached_prefix(s->tokens, root);
     int64_t n = static_cast<int64_t>(s->tokens.size()) - cached;
     if (n > budget) {
       if (chunked) n = budget;
       else if (budget < cfg_.max_num_batched_tokens) break;
     }
-    auto got = blocks_.allocate(s->req.id, s->tokens, cached + n);
+    auto got = blocks_.allocate(s->req.id, s->tokens, cached + n, root);
     if (!got) break;  // no room: later requests wait too (no overtaking)
     s->n_computed = *got;
     if (!s->admitted) {

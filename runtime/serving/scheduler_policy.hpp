@@ -58,6 +58,7 @@ struct serving_request {
   bool ignore_eos = false;           ///< do not stop at the tokenizer's EOS / end-of-turn ids
   int32_t priority = 0;              ///< lower runs first; ties by arrival
   request_id fork_of = 0;            ///< non-zero: another choice of that request (same prompt): share its prompt's KV
+  std::string cache_salt;            ///< vLLM's cache_salt: prefix-cache hits only among requests with the same salt
 };
 
 /// Why a sequence ended; to_string gives the OpenAI finish_reason.

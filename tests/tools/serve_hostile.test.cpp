@@ -7,6 +7,7 @@
 #include <fstream>
 #include <future>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "tests/tools/server_process.hpp"
 
@@ -114,6 +115,36 @@ TEST_F(ServeHostile, ANumberBeyondADoubleIs400NamingTheField) {
   EXPECT_EQ(nlohmann::json::parse(r.body).at("error").at("param"), "temperature") << r.body;
   const std::string bare = write_body("bare.json", "1e309");
   EXPECT_EQ(curl_file(*server_, "/v1/chat/completions", bare).status, 400);
+}
+
+/// troupe_prefix_cache_hits_total summed over models.
+double prefix_hits(const server_process& s) {
+  const auto r = run("curl -sS --max-time 30 " + sh_quote(s.url("/metrics")));
+  double sum = 0;
+  std::istringstream in(r.out);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("troupe_prefix_cache_hits_total{", 0) == 0) sum += std::stod(line.substr(line.rfind(' ') + 1));
+  return sum;
+}
+
+// Regression: /metrics was a cross-client oracle (the hit counter rose when a guess shared the start
+// of another client's prompt). With cache_salt, a guess under another salt hits nothing.
+TEST_F(ServeHostile, CacheSaltKeepsAnotherClientsPrefixOutOfReach) {
+  std::string secret;
+  for (int i = 0; i < 12; ++i) secret += "Lily and Tom went to the park to play with a big red ball. ";
+  auto send = [&](const std::string& name, const std::string& salt) {
+    nlohmann::json body{{"model", "stories"}, {"prompt", secret}, {"max_tokens", 2}};
+    if (!salt.empty()) body["cache_salt"] = salt;
+    return curl_file(*server_, "/v1/completions", write_body(name, body.dump())).status;
+  };
+  ASSERT_EQ(send("victim.json", "victim-salt-9f2c"), 200);
+  const double before = prefix_hits(*server_);
+  ASSERT_EQ(send("guess_other_salt.json", "attacker-salt-11aa"), 200);
+  ASSERT_EQ(send("guess_unsalted.json", ""), 200);
+  EXPECT_EQ(prefix_hits(*server_), before) << "a guess under another salt hit the victim's cached prefix";
+  ASSERT_EQ(send("victim_again.json", "victim-salt-9f2c"), 200);
+  EXPECT_GE(prefix_hits(*server_) - before, 32) << "the victim's own salt should still hit its prefix";
 }
 
 }  // namespace

@@ -282,6 +282,15 @@ TEST(OpenaiChatRequest, DeeplyNestedJsonIsAnErrorNotACrash) {
   EXPECT_EQ(r.error().status, 400);
 }
 
+TEST(OpenaiChatRequest, CacheSaltIsANonEmptyString) {
+  auto r = chat(with(chat_base(), "cache_salt", "tenant-7f3a"));
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(r->cache_salt, "tenant-7f3a");
+  EXPECT_EQ(chat(chat_base())->cache_salt, "");
+  expect_bad(chat(with(chat_base(), "cache_salt", "")), "cache_salt");
+  expect_bad(completion(with(completion_base(), "cache_salt", 5)), "cache_salt", "invalid_type");
+}
+
 TEST(OpenaiCompletionRequest, PromptShapes) {
   auto r = completion(completion_base());
   ASSERT_TRUE(r.has_value()) << r.error().message;

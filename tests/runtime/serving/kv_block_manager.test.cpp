@@ -228,3 +228,43 @@ TEST(KvBlockManager, SamePrefixComputedTwiceIsCachedOnce) {
 
 }  // namespace
 }  // namespace troupe
+
+namespace troupe {
+namespace {
+
+// vLLM's cache_salt (issue 11): without it, /metrics' prefix-hit counter told one client whether
+// another's prompt began with its guess. A salted prompt meets only blocks cached under its salt.
+TEST(KvBlockManager, ASaltedPromptHitsOnlyBlocksCachedUnderTheSameSalt) {
+  kv_block_manager m({16, 64, true});
+  const auto prompt = iota_tokens(49, 100);  // three full blocks and one token
+  const auto alice = kv_block_manager::salt_root("alice");
+  const auto mallory = kv_block_manager::salt_root("mallory");
+  ASSERT_TRUE(alice && mallory);
+  EXPECT_FALSE(kv_block_manager::salt_root(""));
+  EXPECT_NE(*alice, *mallory);
+
+  ASSERT_TRUE(m.allocate(1, prompt, 49, alice));
+  m.cache_full_blocks(1, prompt, 49);
+  m.free(1);
+  EXPECT_EQ(m.cached_prefix(prompt, alice), 48);
+  EXPECT_EQ(m.cached_prefix(prompt, mallory), 0);
+  EXPECT_EQ(m.cached_prefix(prompt), 0);  // unsalted requests do not see it either
+
+  auto got = m.allocate(2, prompt, 49, mallory);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(*got, 0);
+  m.cache_full_blocks(2, prompt, 49);
+  m.free(2);
+  got = m.allocate(3, prompt, 49, alice);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(*got, 48);  // alice's own blocks are still hers
+  m.free(3);
+  // An unsalted chain stays shared among unsalted requests.
+  ASSERT_TRUE(m.allocate(4, prompt, 49));
+  m.cache_full_blocks(4, prompt, 49);
+  m.free(4);
+  EXPECT_EQ(m.cached_prefix(prompt), 48);
+}
+
+}  // namespace
+}  // namespace troupe
