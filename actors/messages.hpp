@@ -66,9 +66,14 @@ constexpr hello_atom hello_v{};
 using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
 constexpr lookup_atom lookup_v{};
 
+/// Asks a node for the UCX worker address its shard published for a data-plane group, by key
+/// ("tales/0/shard1/tp"): the shards of a tp/pp group find each other over this authenticated channel.
+using ucx_address_atom = caf::atom_constant<caf::atom("ucx_addr")>;
+constexpr ucx_address_atom ucx_address_v{};
+
 /// The version of everything above and of the message types below, checked by the cluster
 /// handshake: bump it whenever a type, an atom or the meaning of a message changes.
-constexpr uint32_t protocol_version = 3;  // 2: serving_request.fork_of; 3: serving_request.cache_salt
+constexpr uint32_t protocol_version = 3;  // 2: serving_request.fork_of; 3: serving_request.cache_salt, ucx_address_atom
 
 /// The registered names of troupe's message types, in registration order (the handshake compares them).
 const std::vector<std::string>& message_type_names();

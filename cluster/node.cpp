@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <vector>
@@ -61,9 +62,6 @@ expected<model_meta> load_model_meta(const model_config& mc) {
 }  // namespace
 
 void configure_node_system(caf::actor_system_config& cfg) {
-  // A node restarted after a crash binds its shards' UCX ports again at once, instead of waiting for
-  // the previous run's connections to time out (UCX reads this when a shard joins its group).
-  ::setenv("UCX_TCP_CM_REUSEADDR", "y", 0);
   configure_actor_system(cfg);
   cfg.load<caf::io::middleman>();
 }
@@ -83,6 +81,7 @@ struct node_runtime::state {
   std::condition_variable wake;               // stop() wakes sleepers
   std::map<std::string, caf::actor> local;    // this node's shards and schedulers by key
   std::map<std::string, caf::actor> links;    // node name -> its node actor, after the handshake
+  std::map<std::string, std::string> ucx_addresses;  // data-plane group key -> this node's shard's UCX address
   std::set<std::string> refusals;             // peers refused (logged once each)
   std::vector<caf::actor> schedulers, shards;  // to stop on shutdown, schedulers first
   /// The node's background threads, each with a flag it sets when it ends.
@@ -170,23 +169,41 @@ struct node_runtime::state {
       if (caf::actor a = find_local(key)) return a;
       return make_error(errc::not_found, key + " is not running on this node (yet)");
     }
+    return ask<caf::actor>(node, lookup_v, key);
+  }
+
+  /// Asks peer `node`'s actor for `key` (its answer is a T); a broken connection is dropped, so the
+  /// next call connects again.
+  template <class T, class Atom>
+  expected<T> ask(const std::string& node, Atom atom, const std::string& key) {
     auto peer = link(node);
     TROUPE_TRY(peer);
-    caf::actor found;
+    std::optional<T> found;
     std::string failure;
     bool peer_gone = false;
     {
       caf::scoped_actor self{sys};
-      self->request(*peer, peer_timeout, lookup_v, key)
-          .receive([&](caf::actor& a) { found = std::move(a); },
+      self->request(*peer, peer_timeout, atom, key)
+          .receive([&](T& a) { found = std::move(a); },
                    [&](caf::error& e) {
                      failure = sys.render(e);
                      peer_gone = e != caf::sec::runtime_error;  // runtime_error: up, but not ready yet
                    });
     }
-    if (found) return found;
+    if (found) return std::move(*found);
     if (peer_gone) drop_link(node);  // the connection broke: connect again next time
     return make_error(errc::unavailable, key + " on node '" + node + "': " + failure);
+  }
+
+  /// The UCX address this node's shard published under `key` ("tales/0/shard1/tp"), or, on a peer,
+  /// the one its shard did (asked over the handshaken control plane).
+  expected<std::string> ucx_address(const std::string& node, const std::string& key) {
+    if (node == name) {
+      std::lock_guard lock(mu);
+      if (auto it = ucx_addresses.find(key); it != ucx_addresses.end()) return it->second;
+      return make_error(errc::not_found, key + " has published no address yet");
+    }
+    return ask<std::string>(node, ucx_address_v, key);
   }
 
   /// lookup, retried with backoff until it succeeds or the node stops. Logs once while waiting.
@@ -221,21 +238,43 @@ caf::behavior node_actor_behavior(caf::event_based_actor* self, state_ptr s) {
         if (caf::actor a = s->find_local(key)) return a;
         return caf::make_error(caf::sec::runtime_error, key + " is not running on node '" + s->name + "' (yet)");
       },
+      [s](ucx_address_atom, const std::string& key) -> caf::result<std::string> {
+        auto a = s->ucx_address(s->name, key);
+        if (a) return *a;
+        return caf::make_error(caf::sec::runtime_error, a.error().message());
+      },
   };
 }
 
-/// "host:port" of every member of a UCX group: the shards `indices` of a replica, on their group's port.
-std::vector<std::string> group_peers(const cluster_config& cfg, const cluster_model& m, int replica,
-                                     const std::vector<int>& indices, bool tp_group) {
-  std::vector<std::string> peers;
-  for (int k : indices) {
-    const shard_slot slot{&m, replica, k};
-    const node_config* n = cfg.find_node(slot.node());
-    const data_ports ports = shard_data_ports(cfg, slot);
-    peers.push_back(n->host + ":" + std::to_string(tp_group ? ports.tp : ports.pp));
+/// The UCX address book of one tp/pp group: each member shard publishes its address on its own node
+/// and is asked for it through that node's actor, so addresses travel only over the nodes' control
+/// plane (where peers are handshaken), never through a port that anyone may write to.
+class node_address_book final : public ucx_address_book {
+ public:
+  node_address_book(state_ptr s, std::vector<shard_slot> members, std::string group)
+      : s_(std::move(s)), members_(std::move(members)), group_(std::move(group)) {}
+
+  status publish(int rank, const std::string& address) override {
+    std::lock_guard lock(s_->mu);
+    s_->ucx_addresses[key(rank)] = address;
+    return {};
   }
-  return peers;
-}
+  expected<std::string> fetch(int rank) override {
+    return s_->ucx_address(members_[static_cast<size_t>(rank)].node(), key(rank));
+  }
+  /// "shard tales/0/shard1 on node 'worker'", for messages.
+  std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    for (const shard_slot& m : members_) out.push_back("shard " + m.key() + " on node '" + m.node() + "'");
+    return out;
+  }
+
+ private:
+  std::string key(int rank) const { return members_[static_cast<size_t>(rank)].key() + "/" + group_; }
+  state_ptr s_;
+  std::vector<shard_slot> members_;
+  std::string group_;
+};
 
 /// Runs one shard of a replica: its communicators first (they wait for the group's other shards), then
 /// the model slice. A shard of a tp/pp group also watches the group's other shards: when one goes down
@@ -250,17 +289,21 @@ void run_shard(const state_ptr& s, shard_slot slot) {
     parallel_layout& layout = eo.model.parallel.layout;
     layout = parallel_layout{m.tp, slot.rank(), m.pp, slot.stage()};
     auto connect = [&](bool tp_group) -> expected<std::shared_ptr<communicator>> {
-      std::vector<int> members;
+      std::vector<shard_slot> members;
       if (tp_group)
-        for (int r = 0; r < m.tp; ++r) members.push_back(slot.stage() * m.tp + r);
+        for (int r = 0; r < m.tp; ++r) members.push_back({&m, slot.replica, slot.stage() * m.tp + r});
       else
-        for (int st = 0; st < m.pp; ++st) members.push_back(st * m.tp + slot.rank());
+        for (int st = 0; st < m.pp; ++st) members.push_back({&m, slot.replica, st * m.tp + slot.rank()});
+      auto book = std::make_shared<node_address_book>(s, members, tp_group ? "tp" : "pp");
       ucx_options uo;
       uo.rank = tp_group ? slot.rank() : slot.stage();
-      uo.peers = group_peers(s->cfg, m, slot.replica, members, tp_group);
+      uo.world_size = static_cast<int>(members.size());
+      uo.names = book->names();
+      uo.addresses = book;
+      uo.host = s->me.host;  // UCX listens on this node's interface only
       uo.connect_timeout = data_plane_connect_timeout;
       spdlog::info("node {}: shard {} joins its {} group ({} ranks) on {}", s->name, slot.key(), tp_group ? "tp" : "pp",
-                   members.size(), uo.peers[static_cast<size_t>(uo.rank)]);
+                   members.size(), s->me.host);
       auto c = make_ucx_communicator(uo);
       TROUPE_TRY(c);
       return std::shared_ptr<communicator>(std::move(*c));

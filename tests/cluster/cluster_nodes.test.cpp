@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "tests/cluster/node_process.hpp"
+#include "tests/tools/hostile_peer.hpp"
 
 namespace troupe::test {
 namespace {
@@ -64,6 +65,10 @@ class ClusterNodes : public ::testing::Test {
     return metric(get(port, "/metrics"), what + "{model=\"" + model + "\",replica=\"" + replica + "\"}");
   }
 
+  /// Starts two-nodes-tp2.yaml (head, worker) and waits until its replica serves: the gateway's port,
+  /// and the replica's greedy text for "Once upon a time" (24 tokens).
+  void serve_two_nodes_tp2(int& port, std::string& text);
+
   fs::path dir_;
   std::string yaml_;
   std::map<std::string, std::unique_ptr<node_process>> nodes_;
@@ -72,6 +77,16 @@ class ClusterNodes : public ::testing::Test {
 std::string text_of(const nlohmann::json& j) {
   if (!j.is_object() || !j.contains("choices")) return "(no completion: " + j.dump() + ")";
   return j["choices"][0]["text"].get<std::string>();
+}
+
+void ClusterNodes::serve_two_nodes_tp2(int& port, std::string& text) {
+  const std::string cfg = config("two-nodes-tp2.yaml");
+  port = http_port_of(yaml_, "head");
+  start(cfg, "head");
+  start(cfg, "worker");
+  ASSERT_TRUE(ready(port)) << logs();
+  text = text_of(complete(port, "stories260K", "Once upon a time", 24));
+  ASSERT_NE(text.find("there was a little girl"), std::string::npos) << text << logs();
 }
 
 TEST_F(ClusterNodes, AHeadAndTwoWorkersServeTwoModelsAndRequestsLandOnBothWorkers) {
@@ -122,13 +137,9 @@ TEST_F(ClusterNodes, TensorParallelAcrossTwoNodesGivesTheOneShardText) {
 }
 
 TEST_F(ClusterNodes, ATensorParallelReplicaAcrossTwoNodesComesBackWhenItsWorkerRestarts) {
-  const std::string cfg = config("two-nodes-tp2.yaml");
-  const int port = http_port_of(yaml_, "head");
-  start(cfg, "head");
-  start(cfg, "worker");
-  ASSERT_TRUE(ready(port)) << logs();
-  const std::string before = text_of(complete(port, "stories260K", "Once upon a time", 24));
-  ASSERT_NE(before.find("there was a little girl"), std::string::npos) << before << logs();
+  int port = 0;
+  std::string before;
+  ASSERT_NO_FATAL_FAILURE(serve_two_nodes_tp2(port, before));
 
   nodes_["worker"]->kill(SIGKILL);
   // Without its rank 1 the replica cannot run: a request gets an error, and does not hang.
@@ -140,6 +151,32 @@ TEST_F(ClusterNodes, ATensorParallelReplicaAcrossTwoNodesComesBackWhenItsWorkerR
   nodes_["worker"]->start();
   EXPECT_TRUE(eventually([&] { return text_of(complete(port, "stories260K", "Once upon a time", 24, 20)) == before; }, 60s))
       << logs();
+}
+
+// A stranger on the network sends garbage (16 bytes of 0xFF, random bytes, zeros, a connection that
+// says nothing) to every TCP port each node listens on (node port, gateway, UCX) while a tp=2 replica
+// across the two nodes serves, a request in flight. Every listening socket is on the configured host
+// (UCX listened on every interface before, and its socket-address listener aborted on the 0xFF
+// bytes); neither node dies, and the replica gives the same text after.
+TEST_F(ClusterNodes, GarbageOnEveryListeningPortLeavesATensorParallelClusterServing) {
+  int port = 0;
+  std::string before;
+  ASSERT_NO_FATAL_FAILURE(serve_two_nodes_tp2(port, before));
+
+  std::string during;
+  std::thread client([&] { during = text_of(complete(port, "stories260K", "Once upon a time", 24)); });
+  for (const char* name : {"head", "worker"}) {
+    const auto socks = listening_sockets(nodes_[name]->pid());
+    EXPECT_GE(socks.size(), 2u) << name;  // its node port and its shard's UCX transport at least
+    for (const auto& s : socks) {
+      EXPECT_EQ(s.host, "127.0.0.1") << name << " listens on " << s.text();
+      EXPECT_GT(send_garbage(s.port), 0) << name << " on " << s.text();
+    }
+  }
+  client.join();
+  EXPECT_EQ(during, before) << logs();
+  EXPECT_EQ(text_of(complete(port, "stories260K", "Once upon a time", 24)), before) << logs();
+  for (auto& [name, n] : nodes_) EXPECT_TRUE(n->running()) << name << " died\n" << logs();
 }
 
 TEST_F(ClusterNodes, TensorTimesPipelineParallelTwoByTwoGivesTheOneShardText) {

@@ -117,6 +117,16 @@ class node_process {
   }
 
   std::string log() const { return read_text(log_path_); }
+  pid_t pid() const { return pid_; }
+  /// Whether the process has not exited (an exit, a signal included, is recorded for kill()).
+  bool running() {
+    if (pid_ <= 0) return false;
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) != pid_) return true;
+    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    pid_ = -1;
+    return false;
+  }
 
  private:
   std::string config_, name_;

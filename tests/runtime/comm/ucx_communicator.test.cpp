@@ -1,9 +1,12 @@
 // The UCX communicator between real processes on loopback: each rank is a child process, forked
 // before anything UCX-related happens in the test process, that makes its own communicator and
-// reports back through a pipe. Point-to-point buffers arrive whole and in order, all_reduce_sum is
-// bit-identical on every rank and equal to the sum in rank order, a late rank still connects, and
-// a killed, silent or misconfigured peer ends in an error that names it, within the timeouts.
+// reports back through a pipe; the ranks exchange their worker addresses through a directory. Point-
+// to-point buffers arrive whole and in order, all_reduce_sum is bit-identical on every rank and equal
+// to the sum in rank order, a late rank still connects, a killed, silent or misconfigured peer ends
+// in an error that names it, within the timeouts, garbage on the ports UCX listens on harms nobody,
+// and UCX listens on the configured host only.
 #include "runtime/comm/ucx_communicator.hpp"
+#include "tests/tools/hostile_peer.hpp"
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -13,8 +16,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
+#include <iostream>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <sstream>
 #include <thread>
@@ -25,33 +32,36 @@ namespace {
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
 
-// A free TCP port on 127.0.0.1: bound with port 0, read back and released for a rank to listen on.
-int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  EXPECT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  close(fd);
-  return ntohs(a.sin_port);
-}
+// A group's address book: a fresh directory the forked ranks share, removed with the group. Rank k is
+// named "n<k>" in messages.
+class group {
+ public:
+  explicit group(int world) : world_(world) {
+    static int count = 0;
+    dir_ = std::filesystem::temp_directory_path() / ("troupe_ucx_" + std::to_string(::getpid()) + "_" + std::to_string(count++));
+    std::filesystem::remove_all(dir_);
+  }
+  ~group() { std::filesystem::remove_all(dir_); }
+  /// Rank's options in a group of `world` ranks (this group's size unless given), on 127.0.0.1.
+  ucx_options options(int rank, std::chrono::milliseconds timeout = 10s, int world = 0) const {
+    ucx_options o;
+    o.rank = rank;
+    o.world_size = world > 0 ? world : world_;
+    o.addresses = make_directory_address_book(dir_.string());
+    o.host = "127.0.0.1";
+    for (int k = 0; k < o.world_size; ++k) o.names.push_back(name(k));
+    o.connect_timeout = 10s;
+    o.timeout = timeout;
+    return o;
+  }
+  static std::string name(int rank) { return "n" + std::to_string(rank); }
+  /// Where rank's published address lies.
+  std::filesystem::path address_file(int rank) const { return dir_ / std::to_string(rank); }
 
-std::vector<std::string> loopback_peers(int n) {
-  std::vector<std::string> peers;
-  for (int i = 0; i < n; ++i) peers.push_back("127.0.0.1:" + std::to_string(free_port()));
-  return peers;
-}
-
-ucx_options options(int rank, const std::vector<std::string>& peers, std::chrono::milliseconds timeout = 10s) {
-  ucx_options o;
-  o.rank = rank;
-  o.peers = peers;
-  o.connect_timeout = 10s;
-  o.timeout = timeout;
-  return o;
-}
+ private:
+  int world_;
+  std::filesystem::path dir_;
+};
 
 long ms_since(steady::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - t).count();
@@ -108,6 +118,7 @@ class rank_processes {
   }
 
   void kill_rank(int r) { kill(children_[static_cast<size_t>(r)].pid, SIGKILL); }
+  pid_t pid(int r) const { return children_[static_cast<size_t>(r)].pid; }
 
   /// Every rank's output once all have exited; a rank still running after `limit` is killed and its
   /// output ends with "<hung>".
@@ -185,7 +196,7 @@ TEST(UcxCommunicator, TellsWhetherThisBuildHasUcx) {
   EXPECT_TRUE(ucx_available());
 #else
   EXPECT_FALSE(ucx_available());
-  auto c = make_ucx_communicator(options(0, {"127.0.0.1:1"}));
+  auto c = make_ucx_communicator(group(2).options(0));
   ASSERT_FALSE(c);
   EXPECT_EQ(c.error().code(), errc::unavailable);
   EXPECT_NE(c.error().message().find("no UCX"), std::string::npos);
@@ -195,26 +206,39 @@ TEST(UcxCommunicator, TellsWhetherThisBuildHasUcx) {
 TEST(UcxCommunicator, BadOptionsAreRefusedBeforeConnecting) {
   REQUIRE_UCX();
   // Checked before UCX starts, so this test process stays free of it.
-  auto out_of_range = make_ucx_communicator(options(2, {"127.0.0.1:1000", "127.0.0.1:1001"}));
-  ASSERT_FALSE(out_of_range);
-  EXPECT_EQ(out_of_range.error().code(), errc::invalid_argument);
-  EXPECT_NE(out_of_range.error().message().find("rank 2"), std::string::npos);
-  for (const char* bad : {"localhost", "127.0.0.1:", ":1000", "127.0.0.1:99999", "127.0.0.1:x"}) {
-    auto c = make_ucx_communicator(options(0, {"127.0.0.1:1000", bad}));
-    ASSERT_FALSE(c) << bad;
-    EXPECT_EQ(c.error().code(), errc::invalid_argument) << bad;
-    EXPECT_NE(c.error().message().find(bad), std::string::npos) << c.error().message();
+  const group g(2);
+  auto refused = [&](ucx_options o, const std::string& named) {
+    auto c = make_ucx_communicator(o);
+    ASSERT_FALSE(c) << named;
+    EXPECT_EQ(c.error().code(), errc::invalid_argument) << c.error().message();
+    EXPECT_NE(c.error().message().find(named), std::string::npos) << c.error().message();
+  };
+  refused(g.options(2), "rank 2");
+  ucx_options empty = g.options(0);
+  empty.world_size = 0;
+  refused(empty, "not 0");
+  ucx_options names = g.options(0);
+  names.names.pop_back();
+  refused(names, "1 names");
+  ucx_options no_book = g.options(0);
+  no_book.addresses = nullptr;
+  refused(no_book, "address book");
+  // A host this machine has no interface for (a documentation address, never contacted) or that
+  // does not resolve: UCX would listen who knows where.
+  for (const char* host : {"203.0.113.7", "no-such-host.invalid"}) {
+    ucx_options o = g.options(0);
+    o.host = host;
+    refused(o, std::string("host '") + host + "'");
   }
-  EXPECT_FALSE(make_ucx_communicator(options(0, {})));
 }
 
 TEST(UcxCommunicator, TwoRanksSendLargeAndSmallBuffersInOrder) {
   REQUIRE_UCX();
-  const auto peers = loopback_peers(2);
+  const group g(2);
   const size_t large = size_t{4} << 20;  // 4M floats: rendezvous, not eager
   const std::vector<size_t> smalls = {1, 3, 1000, 17};
   rank_processes ranks(2, [&](int r, int) -> std::string {
-    auto c = make_ucx_communicator(options(r, peers));
+    auto c = make_ucx_communicator(g.options(r));
     if (!c) return c.error().what();
     communicator& comm = **c;
     if (comm.rank() != r || comm.world_size() != 2 || comm.buffers() != buffer_space::host) return "bad identity";
@@ -246,11 +270,11 @@ TEST(UcxCommunicator, TwoRanksSendLargeAndSmallBuffersInOrder) {
 
 TEST(UcxCommunicator, ThreeRanksPassABufferAlongAPipeline) {
   REQUIRE_UCX();
-  const auto peers = loopback_peers(3);
+  const group g(3);
   const size_t n = size_t{1} << 20;
   // 0 -> 1 -> 2 -> 0, each stage adding its rank + 1.
   rank_processes ranks(3, [&](int r, int) -> std::string {
-    auto c = make_ucx_communicator(options(r, peers));
+    auto c = make_ucx_communicator(g.options(r));
     if (!c) return c.error().what();
     std::vector<float> x(n, 0.0f);
     if (r == 0) {
@@ -274,10 +298,10 @@ TEST(UcxCommunicator, ThreeRanksPassABufferAlongAPipeline) {
 // against the sum in rank order, and reports hashes that must match across ranks. A small
 // point-to-point message sent before the collectives and received after them must not mix with them.
 void all_reduce_in_processes(int world) {
-  const auto peers = loopback_peers(world);
+  const group g(world);
   const std::vector<size_t> sizes = {1, 1000, 100'000, (size_t{4} << 20) + 3};
   rank_processes ranks(world, [&](int r, int) -> std::string {
-    auto c = make_ucx_communicator(options(r, peers));
+    auto c = make_ucx_communicator(g.options(r));
     if (!c) return c.error().what();
     communicator& comm = **c;
     const std::vector<float> note = rank_data(r, 16, 77);
@@ -326,11 +350,11 @@ TEST(UcxCommunicator, AllReduceOfThreeRanksIsBitIdenticalAndInRankOrder) {
 
 TEST(UcxCommunicator, ARankThatStartsOneSecondLateStillConnects) {
   REQUIRE_UCX();
-  const auto peers = loopback_peers(3);
+  const group g(3);
   rank_processes ranks(3, [&](int r, int) -> std::string {
     // Rank 1 is late both for rank 0, which connects to it, and for rank 2, which it connects to.
     if (r == 1) std::this_thread::sleep_for(1s);
-    auto c = make_ucx_communicator(options(r, peers));
+    auto c = make_ucx_communicator(g.options(r));
     if (!c) return c.error().what();
     float x = static_cast<float>(r + 1);
     if (auto s = (*c)->all_reduce_sum(&x, 1); !s) return describe(s);
@@ -342,10 +366,10 @@ TEST(UcxCommunicator, ARankThatStartsOneSecondLateStillConnects) {
 
 TEST(UcxCommunicator, AKilledPeerFailsPendingAndLaterCallsWithinTheTimeout) {
   REQUIRE_UCX();
-  const auto peers = loopback_peers(2);
+  const group g(2);
   const auto timeout = 3000ms;
   rank_processes ranks(2, [&](int r, int fd) -> std::string {
-    auto c = make_ucx_communicator(options(r, peers, timeout));
+    auto c = make_ucx_communicator(g.options(r, timeout));
     if (!c) return c.error().what();
     if (r == 1) {
       rank_processes::write_all(fd, "connected\n");
@@ -380,15 +404,15 @@ TEST(UcxCommunicator, AKilledPeerFailsPendingAndLaterCallsWithinTheTimeout) {
     EXPECT_EQ(op, name);
     EXPECT_EQ(code, "unavailable") << line;
     EXPECT_LE(ms, timeout.count() + 500) << line;
-    EXPECT_NE(line.find("rank 1 (" + peers[1] + ")"), std::string::npos) << line;
+    EXPECT_NE(line.find("rank 1 (n1)"), std::string::npos) << line;
   }
 }
 
 TEST(UcxCommunicator, AReceiveNobodyAnswersTimesOutNamingThePeer) {
   REQUIRE_UCX();
-  const auto peers = loopback_peers(2);
+  const group g(2);
   rank_processes ranks(2, [&](int r, int) -> std::string {
-    auto c = make_ucx_communicator(options(r, peers, r == 0 ? 300ms : 5000ms));
+    auto c = make_ucx_communicator(g.options(r, r == 0 ? 300ms : 5000ms));
     if (!c) return c.error().what();
     std::vector<float> buf(8);
     const steady::time_point t = steady::now();
@@ -410,19 +434,18 @@ TEST(UcxCommunicator, AReceiveNobodyAnswersTimesOutNamingThePeer) {
   EXPECT_LT(ms, 1500);
   EXPECT_NE(first.find("unavailable"), std::string::npos) << first;
   EXPECT_NE(first.find("timed out"), std::string::npos) << first;
-  EXPECT_NE(first.find("rank 1 (" + peers[1] + ")"), std::string::npos) << first;
+  EXPECT_NE(first.find("rank 1 (n1)"), std::string::npos) << first;
   EXPECT_NE(later.find("unavailable"), std::string::npos) << later;  // the peer stays failed
   EXPECT_EQ(out[1], "failed");  // rank 0 gave up on it, then left
 }
 
 TEST(UcxCommunicator, PeersWithDifferentWorldSizesAreRefused) {
   REQUIRE_UCX();
-  auto peers = loopback_peers(3);
+  const group g(3);
   rank_processes ranks(2, [&](int r, int) -> std::string {
-    // Rank 0 lists two ranks, rank 1 three.
-    const std::vector<std::string> mine(peers.begin(), peers.begin() + (r == 0 ? 2 : 3));
+    // Rank 0 counts two ranks, rank 1 three.
     const steady::time_point t = steady::now();
-    auto c = make_ucx_communicator(options(r, mine));
+    auto c = make_ucx_communicator(g.options(r, 10s, r == 0 ? 2 : 3));
     if (c) return "connected";
     return std::to_string(ms_since(t)) + " " + c.error().what();
   });
@@ -438,11 +461,11 @@ TEST(UcxCommunicator, PeersWithDifferentWorldSizesAreRefused) {
 
 TEST(UcxCommunicator, APeerThatNeverComesIsNamedWhenConnectingGivesUp) {
   REQUIRE_UCX();
-  const auto peers = loopback_peers(2);
-  // Rank 0 connects to a rank that never listens; alone, rank 1 waits for a rank that never connects.
+  // Alone, either rank waits for a peer that never publishes its address.
   for (int alone : {0, 1}) {
+    const group g(2);
     rank_processes ranks(1, [&](int, int) -> std::string {
-      ucx_options o = options(alone, peers);
+      ucx_options o = g.options(alone);
       o.connect_timeout = 500ms;
       const steady::time_point t = steady::now();
       auto c = make_ucx_communicator(o);
@@ -450,8 +473,9 @@ TEST(UcxCommunicator, APeerThatNeverComesIsNamedWhenConnectingGivesUp) {
       return std::to_string(ms_since(t)) + " " + c.error().what();
     });
     const std::string o = ranks.finish()[0];
+    const int other = 1 - alone;
     EXPECT_NE(o.find("unavailable"), std::string::npos) << o;
-    EXPECT_NE(o.find(alone == 0 ? "rank 1 at " + peers[1] + " did not answer" : "rank 0 (" + peers[0] + ") never connected"),
+    EXPECT_NE(o.find("no connection within 500 ms: rank " + std::to_string(other) + " (" + group::name(other) + "): no address"),
               std::string::npos)
         << o;
     EXPECT_GE(std::stol(o), 500) << o;
@@ -459,26 +483,151 @@ TEST(UcxCommunicator, APeerThatNeverComesIsNamedWhenConnectingGivesUp) {
   }
 }
 
-TEST(UcxCommunicator, APortTakenByAnotherProgramIsNamed) {
+// Waits until `p` exists; false after `limit`.
+bool wait_for_file(const std::filesystem::path& p, std::chrono::milliseconds limit) {
+  const steady::time_point until = steady::now() + limit;
+  while (!std::filesystem::exists(p)) {
+    if (steady::now() >= until) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+// Both ranks check the group with an all-reduce of a small and a large buffer and a send each way.
+std::string exercise(communicator& comm) {
+  for (const size_t n : {size_t{1000}, size_t{1} << 20}) {
+    std::vector<float> data(n, static_cast<float>(comm.rank() + 1));
+    if (auto s = comm.all_reduce_sum(data.data(), n); !s) return "all-reduce: " + describe(s);
+    if (data.front() != 3.0f || data.back() != 3.0f) return "all-reduce sum " + std::to_string(data.front());
+  }
+  std::vector<float> note = rank_data(comm.rank(), 64, 5), got(64);
+  if (auto s = comm.send(note.data(), note.size(), 1 - comm.rank()); !s) return "send: " + describe(s);
+  if (auto s = comm.recv(got.data(), got.size(), 1 - comm.rank()); !s) return "recv: " + describe(s);
+  return got == rank_data(1 - comm.rank(), 64, 5) ? "ok" : "the message differs";
+}
+
+// A stranger on the network sends garbage (16 bytes of 0xFF, random bytes, a header of zeros, a
+// connection that says nothing) to every TCP port a rank listens on: first while rank 1 waits for
+// rank 0 to join, then to both ranks while they serve. Neither aborts, and the group works after
+// each. (UCX 1.13's socket-address listener, used before, asserted on the 16 bytes: exit 134.)
+TEST(UcxCommunicator, GarbageOnEveryListeningPortIsSurvivedWhileFormingAndServing) {
   REQUIRE_UCX();
-  const auto peers = loopback_peers(2);
-  rank_processes ranks(1, [&](int, int) -> std::string {
-    // Rank 1's port is held by a listening socket for the whole attempt.
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<uint16_t>(std::stoi(peers[1].substr(peers[1].rfind(':') + 1))));
-    if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 1) != 0) return "cannot take the port";
-    ucx_options o = options(1, peers);
-    o.connect_timeout = 300ms;
-    auto c = make_ucx_communicator(o);
-    close(fd);
-    return c ? "connected" : c.error().what();
+  const group g(2);
+  const auto go = std::filesystem::temp_directory_path() / ("troupe_ucx_go_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(go);
+  std::filesystem::create_directories(go);
+  rank_processes ranks(2, [&](int r, int fd) -> std::string {
+    if (r == 0 && !wait_for_file(go / "join", 20s)) return "never told to join";
+    auto c = make_ucx_communicator(g.options(r));
+    if (!c) return c.error().what();
+    if (const std::string e = exercise(**c); e != "ok") return "before: " + e;
+    rank_processes::write_all(fd, "serving\n");
+    if (!wait_for_file(go / "again", 20s)) return "never told to go on";
+    const std::string e = exercise(**c);
+    return e == "ok" ? "ok" : "after: " + e;
   });
-  const std::string o = ranks.finish()[0];
-  EXPECT_NE(o.find("unavailable"), std::string::npos) << o;
-  EXPECT_NE(o.find("rank 1 (" + peers[1] + "): no connection within 300 ms: cannot listen there"), std::string::npos) << o;
+  auto attack = [&](int r) {
+    const auto socks = test::listening_sockets(ranks.pid(r));
+    EXPECT_FALSE(socks.empty()) << "rank " << r << " listens nowhere";
+    for (const auto& s : socks) EXPECT_GT(test::send_garbage(s.port), 0) << "rank " << r << " on " << s.text();
+  };
+  // Rank 1 has published its address once its UCX worker (and whatever it listens on) is up.
+  EXPECT_TRUE(wait_for_file(g.address_file(1), 5s));
+  attack(1);
+  std::ofstream(go / "join").put('\n');
+  ASSERT_TRUE(ranks.wait_for(0, "serving", 20s));
+  ASSERT_TRUE(ranks.wait_for(1, "serving", 20s));
+  attack(0);
+  attack(1);
+  std::ofstream(go / "again").put('\n');
+  const auto out = ranks.finish();
+  std::filesystem::remove_all(go);
+  EXPECT_EQ(out[0], "serving\nok");
+  EXPECT_EQ(out[1], "serving\nok");
+}
+
+// With host 127.0.0.1, nothing of UCX listens on another interface (it did on every one before).
+TEST(UcxCommunicator, EveryListeningSocketOfARankIsOnItsHost) {
+  REQUIRE_UCX();
+  const group g(2);
+  rank_processes ranks(2, [&](int r, int) -> std::string {
+    auto c = make_ucx_communicator(g.options(r));
+    if (!c) return c.error().what();
+    std::string report;
+    for (const auto& s : test::listening_sockets(::getpid())) report += s.text() + " ";
+    if (const std::string e = exercise(**c); e != "ok") return e;
+    return report;
+  });
+  const auto out = ranks.finish();
+  for (int r = 0; r < 2; ++r) {
+    const std::string& o = out[static_cast<size_t>(r)];
+    EXPECT_NE(o.find("127.0.0.1:"), std::string::npos) << "rank " << r << ": " << o;
+    std::istringstream words(o);
+    for (std::string w; words >> w;) EXPECT_EQ(w.rfind("127.0.0.1:", 0), 0u) << "rank " << r << " listens on " << w;
+  }
+}
+
+// The data plane's speed between two processes: median time of an all-reduce of 64 KiB (one round,
+// all-to-all) and of 16 MiB (reduce-scatter + all-gather), after warm-up. Run on demand:
+//   test_runtime_comm --gtest_also_run_disabled_tests --gtest_filter='*AllReduceTimes*'
+TEST(UcxCommunicator, DISABLED_AllReduceTimes) {
+  REQUIRE_UCX();
+  const group g(2);
+  rank_processes ranks(2, [&](int r, int) -> std::string {
+    auto c = make_ucx_communicator(g.options(r));
+    if (!c) return c.error().what();
+    std::string report;
+    for (const size_t bytes : {size_t{64} << 10, size_t{16} << 20}) {
+      std::vector<float> data(bytes / sizeof(float), 1.0f);
+      std::vector<double> ms;
+      for (int i = 0; i < 60; ++i) {
+        const steady::time_point t = steady::now();
+        if (auto s = (*c)->all_reduce_sum(data.data(), data.size()); !s) return describe(s);
+        ms.push_back(std::chrono::duration<double, std::milli>(steady::now() - t).count());
+      }
+      ms.erase(ms.begin(), ms.begin() + 10);
+      std::sort(ms.begin(), ms.end());
+      report += std::to_string(bytes >> 10) + " KiB: median " + std::to_string(ms[ms.size() / 2]) + " ms, best " +
+                std::to_string(ms.front()) + " ms\n";
+    }
+    return report;
+  });
+  const auto out = ranks.finish(60s);
+  std::cout << "rank 0:\n" << out[0] << "rank 1:\n" << out[1];
+  EXPECT_NE(out[0].find("median"), std::string::npos) << out[0];
+}
+
+// Known hole, kept as a record (disabled: it fails). UCX 1.13.1's TCP transport drops a connection
+// whose first 8 bytes are not its magic number (tcp_ep.c:1553), which is why garbage is survived,
+// but a stranger who sends that public magic (0xCAFEBABE12345678) and then a frame header longer
+// than the receive segment trips `ucs_assertv(hdr->length <= rx_seg_size - sizeof(*hdr))` in
+// uct_tcp_ep_progress_am_rx (src/uct/tcp/tcp_ep.c:1404; Debian builds UCX with assertions): the
+// rank aborts. No UCX 1.13 setting checks frames; the listener is only limited to the configured
+// interface, which a firewall must then restrict to the cluster's hosts.
+TEST(UcxCommunicator, DISABLED_KnownHole_ACraftedUcxTcpFrameAbortsARank) {
+  REQUIRE_UCX();
+  const group g(2);
+  rank_processes ranks(2, [&](int r, int) -> std::string {
+    if (r == 0) std::this_thread::sleep_for(3s);
+    auto c = make_ucx_communicator(g.options(r));
+    if (!c) return c.error().what();
+    return exercise(**c);
+  });
+  EXPECT_TRUE(wait_for_file(g.address_file(1), 5s));
+  for (const auto& s : test::listening_sockets(ranks.pid(1))) {
+    const int fd = test::connect_loopback(s.port);
+    std::string pkt(8 + 5, '\0');  // magic, then uct_tcp_am_hdr_t {am_id, length}
+    const uint64_t magic = 0xCAFEBABE12345678ull;
+    std::memcpy(pkt.data(), &magic, 8);
+    pkt[8] = 0;  // am id
+    const uint32_t len = 0xFFFFFFFFu;
+    std::memcpy(pkt.data() + 9, &len, 4);
+    ::send(fd, pkt.data(), pkt.size(), MSG_NOSIGNAL);
+    std::this_thread::sleep_for(200ms);
+    ::close(fd);
+  }
+  const auto out = ranks.finish();
+  EXPECT_EQ(out[1], "ok");
 }
 
 }  // namespace
