@@ -97,6 +97,29 @@ std::string hf_name(const std::string& canonical) {
   return canonical;
 }
 
+// The config.json field behind each hyper-parameter finish_weights checks, for its messages.
+std::string config_key(const std::string& field) {
+  static const std::pair<const char*, const char*> table[] = {
+      {"n_vocab", "vocab_size"},
+      {"dim", "hidden_size"},
+      {"n_layers", "num_hidden_layers"},
+      {"n_heads", "num_attention_heads"},
+      {"n_kv_heads", "num_key_value_heads"},
+      {"head_dim", "head_dim"},
+      {"ffn_dim", "intermediate_size"},
+      {"context_length", "max_position_embeddings"},
+      {"norm_eps", "rms_norm_eps"},
+      {"rope_theta", "rope_theta"},
+      {"scaling.factor", "rope_scaling.factor"},
+      {"scaling.low_freq_factor", "rope_scaling.low_freq_factor"},
+      {"scaling.high_freq_factor", "rope_scaling.high_freq_factor"},
+      {"scaling.original_context", "rope_scaling.original_max_position_embeddings"},
+  };
+  for (const auto& [from, to] : table)
+    if (field == from) return std::string("config.json ") + to;
+  return field;
+}
+
 }  // namespace
 
 expected<model_weights> load_hf_weights(const std::filesystem::path& dir) {
@@ -193,7 +216,7 @@ expected<model_weights> load_hf_weights(const std::filesystem::path& dir) {
   if (std::filesystem::exists(dir / "tokenizer.json", ec)) w.tokenizer_path = dir / "tokenizer.json";
   else if (std::filesystem::exists(dir / "tokenizer.model", ec)) w.tokenizer_path = dir / "tokenizer.model";
 
-  TROUPE_TRY(finish_weights(w, hf_name));
+  TROUPE_TRY(finish_weights(w, hf_name, config_key));
   return w;
 }
 
