@@ -190,6 +190,13 @@ expected<std::unique_ptr<tokenizer>> load_sentencepiece_model(const std::filesys
   }
   if (!r.ok()) return bad(path, "not a SentencePiece model (corrupt or truncated protobuf)");
   if (v.pieces.empty()) return bad(path, "not a SentencePiece model (no pieces)");
+  // SentencePiece disables a special token with -1; any other id must be one of the pieces.
+  for (const auto& [name, id] : {std::pair{"unk_id", v.unk_id}, {"bos_id", v.bos_id}, {"eos_id", v.eos_id}}) {
+    if (id != -1 && (id < 0 || static_cast<size_t>(id) >= v.pieces.size())) {
+      return bad(path, std::string("trainer_spec.") + name + " is " + std::to_string(id) + ", outside the vocabulary of " +
+                           std::to_string(v.pieces.size()) + " pieces");
+    }
+  }
   if (model_type != 2) {
     return bad(path, "SentencePiece model type " + std::to_string(model_type) +
                          " is not supported (troupe implements BPE, type 2; 1 is unigram)");
