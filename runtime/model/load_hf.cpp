@@ -120,6 +120,26 @@ std::string config_key(const std::string& field) {
   return field;
 }
 
+// bos/eos/pad_token_id in config.json or generation_config.json: null, -1 (none), an id or a list of
+// ids, each inside the vocabulary. The tokenizer takes its special ids from these files; an id past
+// the vocabulary would index past the logits, and dropping it would leave a model that never stops.
+status check_token_ids(const json& cfg, const std::filesystem::path& file, int64_t n_vocab) {
+  for (const char* key : {"bos_token_id", "eos_token_id", "pad_token_id"}) {
+    auto it = cfg.find(key);
+    if (it == cfg.end() || it->is_null()) continue;
+    const json ids = it->is_array() ? *it : json::array({*it});
+    for (const auto& id : ids) {
+      const bool ok = id.is_number_integer() &&
+                      (id.get<int64_t>() == -1 || (id.get<int64_t>() >= 0 && id.get<int64_t>() < n_vocab));
+      if (!ok)
+        return make_error(errc::bad_format, "'" + file.string() + "': " + key + " " + it->dump() +
+                                                " is not a token id inside the vocabulary of " +
+                                                std::to_string(n_vocab) + " (or -1 for none)");
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 expected<model_weights> load_hf_weights(const std::filesystem::path& dir) {
@@ -217,6 +237,13 @@ expected<model_weights> load_hf_weights(const std::filesystem::path& dir) {
   else if (std::filesystem::exists(dir / "tokenizer.model", ec)) w.tokenizer_path = dir / "tokenizer.model";
 
   TROUPE_TRY(finish_weights(w, hf_name, config_key));
+  TROUPE_TRY(check_token_ids(j, config_path, hp.n_vocab));
+  if (std::ifstream gen(dir / "generation_config.json"); gen) {
+    std::stringstream text;
+    text << gen.rdbuf();
+    const json g = json::parse(text.str(), nullptr, false);
+    if (g.is_object()) TROUPE_TRY(check_token_ids(g, dir / "generation_config.json", hp.n_vocab));
+  }
   return w;
 }
 

@@ -356,6 +356,25 @@ TEST(weights_errors, hf_llama3_rope_scaling_and_qwen2_are_read) {
   expect_error(load_model_weights(path), errc::bad_format, {"hidden_size"});
 }
 
+TEST(weights_errors, hf_special_token_ids_outside_the_vocabulary_are_rejected) {
+  temp_dir dir;
+  auto path = edited_hf(dir, [](nlohmann::json& c) { c["bos_token_id"] = 99999; });
+  expect_error(load_model_weights(path), errc::bad_format, {"config.json", "bos_token_id 99999", "vocabulary of 512"});
+  path = edited_hf(dir, [](nlohmann::json& c) { c["eos_token_id"] = {2, 2147483648u}; });
+  expect_error(load_model_weights(path), errc::bad_format, {"eos_token_id [2,2147483648]"});
+  path = edited_hf(dir, [](nlohmann::json& c) { c["pad_token_id"] = "0"; });
+  expect_error(load_model_weights(path), errc::bad_format, {"pad_token_id \"0\""});
+  path = edited_hf(dir, [](nlohmann::json& c) {
+    c["pad_token_id"] = -1;
+    c["bos_token_id"] = nullptr;
+    c["eos_token_id"] = {1, 511};
+  });
+  auto w = load_model_weights(path);
+  ASSERT_TRUE(w) << w.error().what();
+  std::ofstream(path / "generation_config.json") << R"({"eos_token_id": 512})";
+  expect_error(load_model_weights(path), errc::bad_format, {"generation_config.json", "eos_token_id 512"});
+}
+
 TEST(weights_errors, hf_context_length_and_layer_count_are_checked) {
   temp_dir dir;
   auto path = edited_hf(dir, [](nlohmann::json& c) { c["max_position_embeddings"] = 4294967295u; });
