@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "runtime/format/gguf.hpp"
+#include "tests/runtime/format/gguf_patch.hpp"
 #include "tests/runtime/format/temp_dir.hpp"
 
 namespace troupe::format {
@@ -55,27 +56,14 @@ TEST(gguf_corrupt, truncated_tiny_random_is_a_clean_error_at_every_cut) {
 // Patches bytes of a copy of stories260K and opens it.
 class gguf_patched : public ::testing::Test {
  protected:
-  void SetUp() override { bytes_ = read_all(models / "stories260K/stories260K.gguf"); }
+  gguf_patched() : patch_(read_all(models / "stories260K/stories260K.gguf")), bytes_(patch_.bytes()) {}
   template <class T>
-  void put(size_t at, T v) { std::memcpy(bytes_.data() + at, &v, sizeof(T)); }
+  void put(size_t at, T v) { patch_.put(at, v); }
   template <class T>
-  T get(size_t at) const { T v; std::memcpy(&v, bytes_.data() + at, sizeof(T)); return v; }
-  // Where the info of a tensor starts (its name's length field).
-  size_t tensor_info(const std::string& name) const {
-    std::string needle(8, '\0');
-    const uint64_t n = name.size();
-    std::memcpy(needle.data(), &n, 8);
-    needle += name;
-    auto it = std::search(bytes_.begin(), bytes_.end(), needle.begin(), needle.end());
-    EXPECT_NE(it, bytes_.end());
-    return static_cast<size_t>(it - bytes_.begin());
-  }
-  // Where the type and the offset fields of a tensor's info lie.
-  size_t type_field(const std::string& name) const {
-    const size_t dims_at = tensor_info(name) + 8 + name.size();
-    return dims_at + 4 + 8 * get<uint32_t>(dims_at);
-  }
-  size_t offset_field(const std::string& name) const { return type_field(name) + 4; }
+  T get(size_t at) const { return patch_.get<T>(at); }
+  size_t tensor_info(const std::string& name) const { return patch_.tensor_info(name); }
+  size_t type_field(const std::string& name) const { return patch_.type_field(name); }
+  size_t offset_field(const std::string& name) const { return patch_.offset_field(name); }
   // The tensors of the unpatched file, by data offset.
   std::vector<gguf_tensor> by_offset() const {
     auto f = gguf_file::open(models / "stories260K/stories260K.gguf");
@@ -89,7 +77,8 @@ class gguf_patched : public ::testing::Test {
     return gguf_file::open(dir_ / "p.gguf");
   }
   temp_dir dir_;
-  std::vector<char> bytes_;
+  troupe::testing::gguf_patch patch_;
+  std::vector<char>& bytes_;
 };
 
 TEST_F(gguf_patched, bad_magic_is_bad_format) {
