@@ -239,6 +239,10 @@ TEST(tokenizer_loading, sentencepiece_special_ids_outside_the_vocabulary_are_rej
   EXPECT_EQ(tok.error().code(), errc::bad_format);
   EXPECT_NE(tok.error().message().find("trainer_spec.eos_id is 99999, outside the vocabulary of 512 pieces"),
             std::string::npos) << tok.error().what();
+  // bos_id 2^32 + 1 (varint 81 80 80 80 10) must not pass for 1.
+  tok = load_tokenizer(dir.write("tokenizer.model", model + std::string("\x12\x07\xc8\x02\x81\x80\x80\x80\x10", 9)));
+  ASSERT_FALSE(tok);
+  EXPECT_NE(tok.error().message().find("trainer_spec.bos_id is 4294967297"), std::string::npos) << tok.error().what();
   // eos_id -1 (a ten-byte varint) disables it.
   tok = load_tokenizer(dir.write("tokenizer.model", model + std::string("\x12\x0c\xd0\x02\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 14)));
   ASSERT_TRUE(tok) << tok.error().what();
