@@ -157,6 +157,57 @@ class reader {
 
 std::string supported_type_list() { return "F32, F16, BF16, Q8_0, Q4_0"; }
 
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// "'blk.0.attn_q.weight' (F16 [64, 64], 8192 bytes at data offset 4096)"
+std::string describe(const gguf_tensor& t) {
+  return "'" + t.name + "' (" + ggml_type_name(static_cast<uint32_t>(t.type)) + " " + shape_text(t.shape) + ", " +
+         std::to_string(t.nbytes) + " bytes at data offset " + std::to_string(t.offset) + ")";
+}
+
+// The data section must be the tensors back to back, each padded to the alignment, in any order:
+// that is how llama.cpp and gguf-py write it (llama.cpp's reader even demands the order of the
+// infos). Type and shape fix a tensor's size, so a region that runs into the next tensor, or is
+// followed by an alignment or more of bytes that belong to no tensor (before the next tensor or the
+// end of the file), has the wrong type, shape or offset: an F32 tensor relabelled F16 leaves half
+// its bytes unclaimed. (A size error of less than one alignment unit cannot be seen this way; tensor
+// sizes in real models are multiples of it.)
+status check_layout(const std::vector<gguf_tensor>& tensors, uint64_t data_size, uint32_t alignment,
+                    const std::filesystem::path& path) {
+  std::vector<const gguf_tensor*> by_offset;
+  by_offset.reserve(tensors.size());
+  for (const auto& t : tensors) by_offset.push_back(&t);
+  std::stable_sort(by_offset.begin(), by_offset.end(),
+                   [](const gguf_tensor* a, const gguf_tensor* b) { return a->offset < b->offset; });
+  const std::string where = "'" + path.string() + "': ";
+  const std::string rule = " (tensors lie back to back, each padded to the alignment of " + std::to_string(alignment) +
+                           " bytes, so a type or shape that does not match the data region shows up here)";
+  auto padded_end = [&](const gguf_tensor* t) { return (t->offset + t->nbytes + alignment - 1) / alignment * alignment; };
+  if (by_offset.front()->offset != 0)
+    return make_error(errc::bad_format, where + "the data section starts with " + std::to_string(by_offset.front()->offset) +
+                                            " bytes that belong to no tensor, before tensor " + describe(*by_offset.front()) + rule);
+  for (size_t i = 1; i < by_offset.size(); ++i) {
+    const gguf_tensor* prev = by_offset[i - 1];
+    const gguf_tensor* t = by_offset[i];
+    if (t->offset < prev->offset + prev->nbytes)
+      return make_error(errc::bad_format, where + "tensor " + describe(*t) + " overlaps tensor " + describe(*prev));
+    if (t->offset != padded_end(prev))
+      return make_error(errc::bad_format, where + "tensor " + describe(*prev) + " is followed by " +
+                                              std::to_string(t->offset - prev->offset - prev->nbytes) +
+                                              " bytes that belong to no tensor, before tensor " + describe(*t) + rule);
+  }
+  const gguf_tensor* last = by_offset.back();
+  const uint64_t tail = data_size - last->offset - last->nbytes;  // the caller checked every region fits
+  if (tail >= alignment)
+    return make_error(errc::bad_format, where + "tensor " + describe(*last) + " is followed by " + std::to_string(tail) +
+                                            " bytes that belong to no tensor, up to the end of the file" + rule);
+  return {};
+}
+
 }  // namespace
 
 const char* ggml_type_name(uint32_t id) noexcept {
@@ -213,11 +264,16 @@ expected<std::shared_ptr<const gguf_file>> gguf_file::open(const std::filesystem
   auto mapped = mapped_file::open(path);
   if (!mapped) return unexpected{mapped.error()};
   const auto& m = *mapped;
-  reader r(m->data(), m->size(), path);
+  return parse(m, m->data(), m->size(), path);
+}
+
+expected<std::shared_ptr<const gguf_file>> gguf_file::parse(std::shared_ptr<const void> owner, const uint8_t* data,
+                                                            size_t size, const std::filesystem::path& path) {
+  reader r(data, size, path);
 
   std::shared_ptr<gguf_file> f(new gguf_file());
   f->path_ = path;
-  f->mapping_ = m;
+  f->mapping_ = std::move(owner);
 
   auto magic = r.read<uint32_t>("the magic number");
   if (!magic) return unexpected{magic.error()};
@@ -246,7 +302,9 @@ expected<std::shared_ptr<const gguf_file>> gguf_file::open(const std::filesystem
     if (!kind) return unexpected{kind.error()};
     auto value = r.read_value(*kind, *key, 0);
     if (!value) return unexpected{value.error()};
-    f->kv_.insert_or_assign(std::move(*key), std::move(*value));
+    // llama.cpp refuses a repeated key too: which of two values is meant is anyone's guess.
+    if (f->kv_.count(*key) != 0) return r.bad("metadata key '" + *key + "' appears twice");
+    f->kv_.emplace(std::move(*key), std::move(*value));
   }
 
   if (auto* a = f->find("general.alignment")) {
@@ -319,7 +377,7 @@ expected<std::shared_ptr<const gguf_file>> gguf_file::open(const std::filesystem
 
   const uint64_t header_end = r.pos();
   f->data_offset_ = (header_end + f->alignment_ - 1) / f->alignment_ * f->alignment_;
-  const uint64_t file_size = m->size();
+  const uint64_t file_size = size;
   for (auto& t : f->tensors_) {
     // offset <= 2^62 and nbytes < 2^52 or so: the sums cannot overflow.
     if (t.offset > (uint64_t{1} << 62))
@@ -331,8 +389,11 @@ expected<std::shared_ptr<const gguf_file>> gguf_file::open(const std::filesystem
                             std::to_string(f->data_offset_ + t.offset) + ", " + std::to_string(end) +
                             ") but the file has " + std::to_string(file_size) +
                             " (or its offset is out of range)");
-    t.data = m->data() + f->data_offset_ + t.offset;
+    t.data = data + f->data_offset_ + t.offset;
   }
+  // Every region lies inside the file now, so a layout error is a region of the wrong size.
+  if (!f->tensors_.empty())
+    TROUPE_TRY(check_layout(f->tensors_, file_size - f->data_offset_, f->alignment_, path));
   return std::shared_ptr<const gguf_file>(std::move(f));
 }
 

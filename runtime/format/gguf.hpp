@@ -45,8 +45,14 @@ struct gguf_tensor {
 class gguf_file {
  public:
   /// Maps and parses the file. Errors name the path and what is wrong (truncated, bad magic,
-  /// unsupported version, a tensor of an unsupported type with its name and type, out-of-range offsets).
+  /// unsupported version, a key given twice, a tensor of an unsupported type with its name and type,
+  /// tensor data regions that leave the file, overlap, or do not tile the data section the way
+  /// their types and shapes imply).
   static expected<std::shared_ptr<const gguf_file>> open(const std::filesystem::path& path);
+  /// Parses GGUF bytes already in memory (what open() does after mapping; a fuzzer's entry point).
+  /// owner keeps [data, data + size) alive as long as the result; name stands for the file in errors.
+  static expected<std::shared_ptr<const gguf_file>> parse(std::shared_ptr<const void> owner, const uint8_t* data,
+                                                          size_t size, const std::filesystem::path& name);
 
   uint32_t version() const noexcept { return version_; }
   const std::filesystem::path& path() const noexcept { return path_; }

@@ -28,12 +28,18 @@ expected<std::shared_ptr<const llama2c_checkpoint>> llama2c_checkpoint::open(con
   auto mapped = mapped_file::open(path);
   if (!mapped) return unexpected{mapped.error()};
   const auto& m = *mapped;
+  return parse(m, m->data(), m->size(), path);
+}
+
+expected<std::shared_ptr<const llama2c_checkpoint>> llama2c_checkpoint::parse(std::shared_ptr<const void> owner,
+                                                                              const uint8_t* data, size_t size,
+                                                                              const std::filesystem::path& path) {
   const std::string where = "'" + path.string() + "'";
-  if (m->size() < header_bytes)
-    return make_error(errc::truncated, where + " is truncated: " + std::to_string(m->size()) +
+  if (size < header_bytes)
+    return make_error(errc::truncated, where + " is truncated: " + std::to_string(size) +
                                            " bytes, shorter than the 28-byte llama2.c header");
   int32_t h[7];
-  std::memcpy(h, m->data(), header_bytes);
+  std::memcpy(h, data, header_bytes);
   if (h[0] == versioned_magic)
     return make_error(errc::unsupported_type, where + " is a versioned llama2.c export; only the legacy "
                                                       "(version 0) float32 checkpoint is supported");
@@ -66,7 +72,7 @@ expected<std::shared_ptr<const llama2c_checkpoint>> llama2c_checkpoint::open(con
   std::shared_ptr<llama2c_checkpoint> ck(new llama2c_checkpoint());
   ck->config_ = c;
   ck->path_ = path;
-  ck->mapping_ = m;
+  ck->mapping_ = std::move(owner);
   // The layout, in file order; the RoPE tables are skipped (troupe computes its own).
   struct part {
     const char* name;
@@ -94,17 +100,17 @@ expected<std::shared_ptr<const llama2c_checkpoint>> llama2c_checkpoint::open(con
     uint64_t n = 1;
     for (int64_t d : p.shape) n *= static_cast<uint64_t>(d);
     const uint64_t nbytes = n * sizeof(float);
-    if (offset + nbytes > m->size())
+    if (offset + nbytes > size)
       return make_error(errc::truncated, where + " is truncated: its header implies " + p.name + " at bytes [" +
                                              std::to_string(offset) + ", " + std::to_string(offset + nbytes) +
-                                             ") but the file has " + std::to_string(m->size()));
+                                             ") but the file has " + std::to_string(size));
     if (p.keep)
-      ck->arrays_.push_back({p.name, p.shape, reinterpret_cast<const float*>(m->data() + offset),
+      ck->arrays_.push_back({p.name, p.shape, reinterpret_cast<const float*>(data + offset),
                              static_cast<size_t>(nbytes)});
     offset += nbytes;
   }
-  if (offset != m->size())
-    return make_error(errc::bad_format, where + " has " + std::to_string(m->size() - offset) +
+  if (offset != size)
+    return make_error(errc::bad_format, where + " has " + std::to_string(size - offset) +
                                             " bytes past what its llama2.c header describes (" +
                                             std::to_string(offset) + " bytes)");
   return std::shared_ptr<const llama2c_checkpoint>(std::move(ck));

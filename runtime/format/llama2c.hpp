@@ -42,6 +42,11 @@ class llama2c_checkpoint {
   /// Maps and checks a checkpoint: plausible header, file size exactly what the header implies
   /// (truncated when shorter), versioned exports ("ak42" magic) rejected as unsupported.
   static expected<std::shared_ptr<const llama2c_checkpoint>> open(const std::filesystem::path& path);
+  /// Parses checkpoint bytes already in memory (what open() does after mapping; a fuzzer's entry
+  /// point). owner keeps [data, data + size) alive as long as the result; name stands for the file in errors.
+  static expected<std::shared_ptr<const llama2c_checkpoint>> parse(std::shared_ptr<const void> owner,
+                                                                   const uint8_t* data, size_t size,
+                                                                   const std::filesystem::path& name);
 
   const llama2c_config& config() const noexcept { return config_; }
   const std::filesystem::path& path() const noexcept { return path_; }

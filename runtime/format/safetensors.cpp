@@ -29,6 +29,49 @@ std::optional<dtype> parse_safetensors_dtype(const std::string& s) {
   return std::nullopt;
 }
 
+const char* dtype_name(dtype t) {
+  switch (t) {
+    case dtype::f32: return "F32";
+    case dtype::f16: return "F16";
+    case dtype::bf16: return "BF16";
+    default: return "?";
+  }
+}
+
+// "'x' (F32 [3, 4], data_offsets [0, 48])"
+std::string describe(const safetensors_tensor& t) {
+  std::string shape = "[";
+  for (size_t i = 0; i < t.shape.size(); ++i) shape += (i ? ", " : "") + std::to_string(t.shape[i]);
+  return "'" + t.name + "' (" + dtype_name(t.type) + " " + shape + "], data_offsets [" + std::to_string(t.offset) +
+         ", " + std::to_string(t.offset + t.nbytes) + "])";
+}
+
+// The format requires the byte buffer "entirely indexed" without holes (as the reference
+// implementation checks): the regions, sorted by offset, must follow each other exactly and end at
+// the end of the file. A hole is a region too small for its bytes, or bytes smuggled past the parser.
+status check_coverage(const std::vector<safetensors_tensor>& sorted, uint64_t data_size,
+                      const std::filesystem::path& path) {
+  uint64_t covered = 0;
+  const safetensors_tensor* prev = nullptr;
+  for (const auto& t : sorted) {
+    if (t.offset < covered)
+      return bad(path, "tensor " + describe(t) + " overlaps tensor " + describe(*prev));
+    if (t.offset > covered)
+      return bad(path, "bytes [" + std::to_string(covered) + ", " + std::to_string(t.offset) +
+                           ") of the data section belong to no tensor (" +
+                           (prev ? "after tensor " + describe(*prev) + ", " : std::string()) + "before tensor " +
+                           describe(t) + "); the format allows no holes");
+    covered = t.offset + t.nbytes;
+    prev = &t;
+  }
+  if (covered != data_size)
+    return bad(path, "bytes [" + std::to_string(covered) + ", " + std::to_string(data_size) +
+                         ") of the data section belong to no tensor" +
+                         (prev ? " (after tensor " + describe(*prev) + ")" : std::string()) +
+                         "; the format allows no holes");
+  return {};
+}
+
 }  // namespace
 
 const safetensors_tensor* safetensors_file::tensor(std::string_view name) const {
@@ -40,25 +83,30 @@ expected<std::shared_ptr<const safetensors_file>> safetensors_file::open(const s
   auto mapped = mapped_file::open(path);
   if (!mapped) return unexpected{mapped.error()};
   const auto& m = *mapped;
-  const uint64_t size = m->size();
+  return parse(m, m->data(), m->size(), path);
+}
+
+expected<std::shared_ptr<const safetensors_file>> safetensors_file::parse(std::shared_ptr<const void> owner,
+                                                                          const uint8_t* bytes, size_t size,
+                                                                          const std::filesystem::path& path) {
   auto truncated = [&](const std::string& what) {
     return make_error(errc::truncated, "'" + path.string() + "' is truncated: it ends (" +
                                            std::to_string(size) + " bytes) inside " + what);
   };
   if (size < 8) return truncated("the header length");
   uint64_t header_len;
-  std::memcpy(&header_len, m->data(), 8);
+  std::memcpy(&header_len, bytes, 8);
   if (header_len > max_header_bytes)
     return bad(path, "header length " + std::to_string(header_len) + " is not plausible");
   if (header_len > size - 8) return truncated("the JSON header (" + std::to_string(header_len) + " bytes)");
 
-  const char* begin = reinterpret_cast<const char*>(m->data() + 8);
+  const char* begin = reinterpret_cast<const char*>(bytes + 8);
   json header = json::parse(begin, begin + header_len, nullptr, /*allow_exceptions=*/false);
   if (header.is_discarded() || !header.is_object()) return bad(path, "the header is not a JSON object");
 
   std::shared_ptr<safetensors_file> f(new safetensors_file());
   f->path_ = path;
-  f->mapping_ = m;
+  f->mapping_ = std::move(owner);
   const uint64_t data_start = 8 + header_len;
   const uint64_t data_size = size - data_start;
 
@@ -109,11 +157,15 @@ expected<std::shared_ptr<const safetensors_file>> safetensors_file::open(const s
     if (off_end > data_size)
       return truncated("tensor '" + name + "' (needs data bytes up to " + std::to_string(off_end) +
                        ", the file has " + std::to_string(data_size) + ")");
-    t.data = m->data() + data_start + off_begin;
+    t.data = bytes + data_start + off_begin;
+    t.offset = off_begin;
     f->tensors_.push_back(std::move(t));
   }
-  std::sort(f->tensors_.begin(), f->tensors_.end(),
-            [](const auto& a, const auto& b) { return a.data < b.data; });
+  // By offset, and an empty tensor before a non-empty one at the same offset.
+  std::sort(f->tensors_.begin(), f->tensors_.end(), [](const auto& a, const auto& b) {
+    return a.offset != b.offset ? a.offset < b.offset : a.nbytes < b.nbytes;
+  });
+  TROUPE_TRY(check_coverage(f->tensors_, data_size, path));
   for (size_t i = 0; i < f->tensors_.size(); ++i) f->index_.emplace(f->tensors_[i].name, i);
   return std::shared_ptr<const safetensors_file>(std::move(f));
 }

@@ -23,13 +23,22 @@ struct safetensors_tensor {
   std::vector<int64_t> shape;
   const void* data = nullptr;  ///< into the mapping, valid while the file object lives
   size_t nbytes = 0;
+  uint64_t offset = 0;  ///< data_offsets[0]: from the start of the data section
 };
 
 class safetensors_file {
  public:
   /// Maps and parses one .safetensors file. Tensors other than F32, F16 and BF16 give
-  /// unsupported_type naming the tensor; a file shorter than its header promises gives truncated.
+  /// unsupported_type naming the tensor; a file shorter than its header promises gives truncated; a
+  /// tensor whose data_offsets do not span what its dtype and shape need, regions that overlap or
+  /// leave bytes of the data section to no tensor (the format requires the buffer "entirely
+  /// indexed", without holes) give bad_format naming the tensors.
   static expected<std::shared_ptr<const safetensors_file>> open(const std::filesystem::path& path);
+  /// Parses safetensors bytes already in memory (what open() does after mapping; a fuzzer's entry
+  /// point). owner keeps [data, data + size) alive as long as the result; name stands for the file in errors.
+  static expected<std::shared_ptr<const safetensors_file>> parse(std::shared_ptr<const void> owner,
+                                                                 const uint8_t* data, size_t size,
+                                                                 const std::filesystem::path& name);
 
   const std::filesystem::path& path() const noexcept { return path_; }
   /// The "__metadata__" strings (empty if absent).

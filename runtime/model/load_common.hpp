@@ -26,9 +26,14 @@ expected<model_weights> load_llama2c_weights(const std::filesystem::path& path);
 /// Maps a canonical tensor name to the name the file uses, for error messages (identity if unset).
 using source_name_fn = std::function<std::string(const std::string&)>;
 
-/// Checks the hyper-parameters and that every tensor they imply is present with the right shape;
-/// converts F16/BF16 norm weights and biases into owned F32 buffers (kept in w.storage).
-status finish_weights(model_weights& w, const source_name_fn& source_name = {});
+/// Maps a model_hparams field ("context_length", "scaling.factor") to the key the file gives it
+/// in, for error messages (the field name if unset).
+using key_name_fn = std::function<std::string(const std::string&)>;
+
+/// Checks the hyper-parameters (each within its bounds, see weights_check.cpp) and that every tensor
+/// they imply is present with the right shape and no layer tensor lies past n_layers; converts
+/// F16/BF16 norm weights and biases into owned F32 buffers (kept in w.storage).
+status finish_weights(model_weights& w, const source_name_fn& source_name = {}, const key_name_fn& key_name = {});
 
 /// "[2, 3]"
 std::string shape_string(const std::vector<int64_t>& shape);

@@ -44,6 +44,29 @@ class keys {
   std::string arch_;
 };
 
+// The key behind each hyper-parameter finish_weights checks, for its messages.
+std::string gguf_key(const std::string& arch, const std::string& field) {
+  static const std::pair<const char*, const char*> table[] = {
+      {"n_vocab", "vocab_size (or the rows of token_embd.weight)"},
+      {"dim", "embedding_length"},
+      {"n_layers", "block_count"},
+      {"n_heads", "attention.head_count"},
+      {"n_kv_heads", "attention.head_count_kv"},
+      {"head_dim", "attention.key_length (or embedding_length / attention.head_count)"},
+      {"ffn_dim", "feed_forward_length"},
+      {"context_length", "context_length"},
+      {"norm_eps", "attention.layer_norm_rms_epsilon"},
+      {"rope_theta", "rope.freq_base"},
+      {"scaling.factor", "rope.scaling.factor"},
+      {"scaling.low_freq_factor", "rope.scaling.low_freq_factor"},
+      {"scaling.high_freq_factor", "rope.scaling.high_freq_factor"},
+      {"scaling.original_context", "rope.scaling.original_context_length"},
+  };
+  for (const auto& [from, to] : table)
+    if (field == from) return arch + "." + to;
+  return field;
+}
+
 }  // namespace
 
 expected<model_weights> load_gguf_weights(const std::filesystem::path& path) {
@@ -136,7 +159,7 @@ expected<model_weights> load_gguf_weights(const std::filesystem::path& path) {
                         std::memcmp(out->data, embd->data, out->nbytes) == 0);
   if (out && hp.tied_embeddings) w.tensors.erase("output.weight");
   hp.qkv_bias = f.tensor("blk.0.attn_q.bias") != nullptr || arch == "qwen2";
-  TROUPE_TRY(finish_weights(w));
+  TROUPE_TRY(finish_weights(w, {}, [&arch](const std::string& field) { return gguf_key(arch, field); }));
   return w;
 }
 

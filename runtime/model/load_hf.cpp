@@ -97,6 +97,49 @@ std::string hf_name(const std::string& canonical) {
   return canonical;
 }
 
+// The config.json field behind each hyper-parameter finish_weights checks, for its messages.
+std::string config_key(const std::string& field) {
+  static const std::pair<const char*, const char*> table[] = {
+      {"n_vocab", "vocab_size"},
+      {"dim", "hidden_size"},
+      {"n_layers", "num_hidden_layers"},
+      {"n_heads", "num_attention_heads"},
+      {"n_kv_heads", "num_key_value_heads"},
+      {"head_dim", "head_dim"},
+      {"ffn_dim", "intermediate_size"},
+      {"context_length", "max_position_embeddings"},
+      {"norm_eps", "rms_norm_eps"},
+      {"rope_theta", "rope_theta"},
+      {"scaling.factor", "rope_scaling.factor"},
+      {"scaling.low_freq_factor", "rope_scaling.low_freq_factor"},
+      {"scaling.high_freq_factor", "rope_scaling.high_freq_factor"},
+      {"scaling.original_context", "rope_scaling.original_max_position_embeddings"},
+  };
+  for (const auto& [from, to] : table)
+    if (field == from) return std::string("config.json ") + to;
+  return field;
+}
+
+// bos/eos/pad_token_id in config.json or generation_config.json: null, -1 (none), an id or a list of
+// ids, each inside the vocabulary. The tokenizer takes its special ids from these files; an id past
+// the vocabulary would index past the logits, and dropping it would leave a model that never stops.
+status check_token_ids(const json& cfg, const std::filesystem::path& file, int64_t n_vocab) {
+  for (const char* key : {"bos_token_id", "eos_token_id", "pad_token_id"}) {
+    auto it = cfg.find(key);
+    if (it == cfg.end() || it->is_null()) continue;
+    const json ids = it->is_array() ? *it : json::array({*it});
+    for (const auto& id : ids) {
+      const bool ok = id.is_number_integer() &&
+                      (id.get<int64_t>() == -1 || (id.get<int64_t>() >= 0 && id.get<int64_t>() < n_vocab));
+      if (!ok)
+        return make_error(errc::bad_format, "'" + file.string() + "': " + key + " " + it->dump() +
+                                                " is not a token id inside the vocabulary of " +
+                                                std::to_string(n_vocab) + " (or -1 for none)");
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 expected<model_weights> load_hf_weights(const std::filesystem::path& dir) {
@@ -193,7 +236,14 @@ expected<model_weights> load_hf_weights(const std::filesystem::path& dir) {
   if (std::filesystem::exists(dir / "tokenizer.json", ec)) w.tokenizer_path = dir / "tokenizer.json";
   else if (std::filesystem::exists(dir / "tokenizer.model", ec)) w.tokenizer_path = dir / "tokenizer.model";
 
-  TROUPE_TRY(finish_weights(w, hf_name));
+  TROUPE_TRY(finish_weights(w, hf_name, config_key));
+  TROUPE_TRY(check_token_ids(j, config_path, hp.n_vocab));
+  if (std::ifstream gen(dir / "generation_config.json"); gen) {
+    std::stringstream text;
+    text << gen.rdbuf();
+    const json g = json::parse(text.str(), nullptr, false);
+    if (g.is_object()) TROUPE_TRY(check_token_ids(g, dir / "generation_config.json", hp.n_vocab));
+  }
   return w;
 }
 

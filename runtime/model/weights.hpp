@@ -36,6 +36,12 @@ struct rope_scaling {
   bool freq_factors = false;
 };
 
+/// The longest context a model file may declare: RoPE turns a position into a float32 angle, and
+/// float32 holds every integer only up to 2^24 (16.7M tokens; the longest real context, Llama 4
+/// Scout's 10M, fits). Nothing is sized by the context alone (the KV pool has its own byte budget),
+/// but a value past this is a broken or hostile file, not a model.
+constexpr int64_t max_context_length = int64_t{1} << 24;
+
 /// Architecture hyper-parameters, read from the model file.
 struct model_hparams {
   std::string architecture;   ///< "llama" (also Mistral, SmolLM), "qwen2"
@@ -46,7 +52,7 @@ struct model_hparams {
   int64_t n_kv_heads = 0;
   int64_t head_dim = 0;       ///< usually dim / n_heads
   int64_t ffn_dim = 0;
-  int64_t context_length = 2048;
+  int64_t context_length = 2048;  ///< 1 to max_context_length
   float norm_eps = 1e-5f;
   float rope_theta = 10000.0f;
   cpu::rope_style rope = cpu::rope_style::interleaved;

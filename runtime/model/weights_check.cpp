@@ -1,5 +1,6 @@
 // Validation of a loaded model against its hyper-parameters, shared by every format.
 
+#include <cmath>
 #include <memory>
 
 #include "kernels/dtype.hpp"
@@ -15,35 +16,82 @@ std::string shape_string(const std::vector<int64_t>& shape) {
 
 namespace {
 
-status check_hparams(const model_weights& w) {
+// Far above any real model (the largest have dim 16384, 128 heads, 126 layers, vocabularies of
+// 256K), and small enough that products such as n_heads * head_dim * n_layers cannot overflow.
+constexpr int64_t max_width = int64_t{1} << 20;   // dim, ffn_dim
+constexpr int64_t max_count = int64_t{1} << 16;   // n_layers, n_heads, n_kv_heads, head_dim
+constexpr int64_t max_vocab = int64_t{1} << 24;   // token ids are int32 everywhere
+
+status check_hparams(const model_weights& w, const key_name_fn& key_name) {
   const auto& hp = w.hp;
   const std::string where = "model '" + w.path.string() + "': ";
-  auto positive = [&](const char* what, int64_t v) -> status {
-    if (v <= 0) return make_error(errc::bad_format, where + what + " is " + std::to_string(v) + ", must be positive");
+  auto key = [&](const std::string& field) { return key_name ? key_name(field) : field; };
+  auto bounded = [&](const std::string& field, int64_t v, int64_t hi, const char* why) -> status {
+    if (v <= 0 || v > hi)
+      return make_error(errc::bad_format, where + key(field) + " is " + std::to_string(v) + ", must be 1 to " +
+                                              std::to_string(hi) + why);
     return {};
   };
-  TROUPE_TRY(positive("n_vocab", hp.n_vocab));
-  TROUPE_TRY(positive("dim", hp.dim));
-  TROUPE_TRY(positive("n_layers", hp.n_layers));
-  TROUPE_TRY(positive("n_heads", hp.n_heads));
-  TROUPE_TRY(positive("n_kv_heads", hp.n_kv_heads));
-  TROUPE_TRY(positive("head_dim", hp.head_dim));
-  TROUPE_TRY(positive("ffn_dim", hp.ffn_dim));
-  TROUPE_TRY(positive("context_length", hp.context_length));
+  TROUPE_TRY(bounded("n_vocab", hp.n_vocab, max_vocab, ""));
+  TROUPE_TRY(bounded("dim", hp.dim, max_width, ""));
+  TROUPE_TRY(bounded("n_layers", hp.n_layers, max_count, ""));
+  TROUPE_TRY(bounded("n_heads", hp.n_heads, max_count, ""));
+  TROUPE_TRY(bounded("n_kv_heads", hp.n_kv_heads, max_count, ""));
+  TROUPE_TRY(bounded("head_dim", hp.head_dim, max_count, ""));
+  TROUPE_TRY(bounded("ffn_dim", hp.ffn_dim, max_width, ""));
+  TROUPE_TRY(bounded("context_length", hp.context_length, max_context_length,
+                     " (RoPE positions are float32, exact only up to 2^24)"));
   if (hp.n_heads % hp.n_kv_heads != 0)
-    return make_error(errc::bad_format, where + std::to_string(hp.n_heads) + " heads do not divide into " +
-                                            std::to_string(hp.n_kv_heads) + " kv heads");
+    return make_error(errc::bad_format, where + std::to_string(hp.n_heads) + " heads (" + key("n_heads") +
+                                            ") do not divide into " + std::to_string(hp.n_kv_heads) + " kv heads (" +
+                                            key("n_kv_heads") + ")");
   if (hp.head_dim % 2 != 0)
-    return make_error(errc::bad_format, where + "head_dim " + std::to_string(hp.head_dim) + " is odd (RoPE rotates pairs)");
-  if (!(hp.norm_eps > 0.0f) || !(hp.rope_theta > 0.0f))
-    return make_error(errc::bad_format, where + "norm_eps and rope_theta must be positive");
+    return make_error(errc::bad_format, where + key("head_dim") + " " + std::to_string(hp.head_dim) +
+                                            " is odd (RoPE rotates pairs)");
+  auto positive = [&](const std::string& field, float v) -> status {
+    if (!(v > 0.0f) || !std::isfinite(v))
+      return make_error(errc::bad_format, where + key(field) + " is " + std::to_string(v) + ", must be positive and finite");
+    return {};
+  };
+  TROUPE_TRY(positive("norm_eps", hp.norm_eps));
+  TROUPE_TRY(positive("rope_theta", hp.rope_theta));
+  if (hp.scaling.llama3) {
+    const auto& s = hp.scaling;
+    TROUPE_TRY(positive("scaling.factor", s.factor));
+    TROUPE_TRY(positive("scaling.low_freq_factor", s.low_freq_factor));
+    TROUPE_TRY(positive("scaling.high_freq_factor", s.high_freq_factor));
+    // The smoothing between the two divides by their difference.
+    if (!(s.high_freq_factor > s.low_freq_factor))
+      return make_error(errc::bad_format, where + key("scaling.high_freq_factor") + " must exceed " +
+                                              key("scaling.low_freq_factor"));
+    TROUPE_TRY(bounded("scaling.original_context", s.original_context, max_context_length, ""));
+  }
+  return {};
+}
+
+// A layer tensor (blk.N.*) past n_layers means the file holds more layers than it declares: running
+// the first n_layers of them would give garbage, not an error.
+status check_layer_numbers(const model_weights& w, const source_name_fn& source_name, const key_name_fn& key_name) {
+  for (const auto& [name, t] : w.tensors) {
+    if (name.rfind("blk.", 0) != 0) continue;
+    const size_t dot = name.find('.', 4);
+    const std::string n = name.substr(4, dot == std::string::npos ? std::string::npos : dot - 4);
+    if (n.empty() || n.size() > 9 || n.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (std::stoll(n) < w.hp.n_layers) continue;
+    const std::string src = source_name ? source_name(name) : name;
+    return make_error(errc::shape_mismatch,
+                      "model '" + w.path.string() + "': tensor '" + src + "' belongs to layer " + n + " but " +
+                          (key_name ? key_name("n_layers") : std::string("n_layers")) + " is " +
+                          std::to_string(w.hp.n_layers));
+  }
   return {};
 }
 
 }  // namespace
 
-status finish_weights(model_weights& w, const source_name_fn& source_name) {
-  TROUPE_TRY(check_hparams(w));
+status finish_weights(model_weights& w, const source_name_fn& source_name, const key_name_fn& key_name) {
+  TROUPE_TRY(check_hparams(w, key_name));
+  TROUPE_TRY(check_layer_numbers(w, source_name, key_name));
   const auto& hp = w.hp;
   const std::string where = "model '" + w.path.string() + "': ";
   auto named = [&](const std::string& name) {

@@ -14,7 +14,28 @@ using format::gguf_value;
 
 std::string where(const gguf_file& g) { return g.path().string(); }
 
-// An id key; absent, negative or out of range (GGUF writers store "none" as UINT32_MAX) gives -1.
+// The "no token" an id key may hold: llama.cpp's LLAMA_TOKEN_NULL (-1), which a writer of an
+// unsigned key stores as UINT32_MAX.
+bool is_no_token(int64_t id) { return id == -1 || id == 0xFFFFFFFF; }
+
+// Every tokenizer.ggml.*_token_id key (bos, eos, unknown, padding, eot, ...) must name a token of the
+// vocabulary or none: an id past it would index past the embeddings and the logits, and dropping it
+// quietly would serve a model that never stops or pads with garbage.
+status check_token_ids(const gguf_file& g, size_t n_vocab) {
+  constexpr std::string_view prefix = "tokenizer.ggml.", suffix = "_token_id";
+  for (const auto& [key, value] : g.metadata()) {
+    if (!key.starts_with(prefix) || !key.ends_with(suffix)) continue;
+    const auto id = value.as_int();
+    if (!id) return make_error(errc::bad_format, where(g) + ": " + key + " is not an integer");
+    if (is_no_token(*id) || (*id >= 0 && static_cast<uint64_t>(*id) < n_vocab)) continue;
+    return make_error(errc::bad_format, where(g) + ": " + key + " is " + std::to_string(*id) +
+                                            ", outside the vocabulary of " + std::to_string(n_vocab) +
+                                            " tokens (tokenizer.ggml.tokens)");
+  }
+  return {};
+}
+
+// An id key (checked by check_token_ids); absent gives the fallback, "no token" -1.
 int32_t id_key(const gguf_file& g, std::string_view key, size_t n_vocab, int32_t fallback) {
   const gguf_value* v = g.find(key);
   if (v == nullptr) return fallback;
@@ -72,6 +93,7 @@ expected<std::unique_ptr<tokenizer>> load_llama_vocab(const gguf_file& g) {
   auto tokens = strings(g, "tokenizer.ggml.tokens");
   if (!tokens) return unexpected{tokens.error()};
   const size_t n = tokens->size();
+  TROUPE_TRY(check_token_ids(g, n));
   auto ty = types(g, n);
   if (!ty) return unexpected{ty.error()};
   spm_vocab v;
@@ -103,6 +125,7 @@ expected<std::unique_ptr<tokenizer>> load_gpt2_vocab(const gguf_file& g) {
   auto tokens = strings(g, "tokenizer.ggml.tokens");
   if (!tokens) return unexpected{tokens.error()};
   const size_t n = tokens->size();
+  TROUPE_TRY(check_token_ids(g, n));
   auto ty = types(g, n);
   if (!ty) return unexpected{ty.error()};
   auto merges = strings(g, "tokenizer.ggml.merges");

@@ -80,8 +80,9 @@ class proto_reader {
   bool ok_ = true;
 };
 
-// Proto int32 fields hold negative values as 64-bit two's complement varints (pad_id = -1).
-int32_t as_int32(uint64_t v) { return static_cast<int32_t>(static_cast<int64_t>(v)); }
+// Proto int32 fields hold negative values as 64-bit two's complement varints (pad_id = -1); kept
+// as int64 until range-checked, so 2^32 + 1 cannot pass for 1.
+int64_t as_int64(uint64_t v) { return static_cast<int64_t>(v); }
 
 expected<std::unique_ptr<tokenizer>> bad(const std::filesystem::path& path, const std::string& what) {
   return make_error(errc::bad_format, path.string() + ": " + what);
@@ -132,6 +133,7 @@ expected<std::unique_ptr<tokenizer>> load_sentencepiece_model(const std::filesys
   v.byte_fallback = false;  // TrainerSpec default
   v.add_bos = true;         // SentencePiece models are Llama-family: prompts start with BOS
   int64_t model_type = 1;   // UNIGRAM is the proto's default
+  int64_t ids[3] = {v.unk_id, v.bos_id, v.eos_id};  // trainer_spec fields 40, 41, 42
   std::string normalizer_name;
   bool has_charsmap = false;
 
@@ -172,9 +174,7 @@ expected<std::unique_ptr<tokenizer>> load_sentencepiece_model(const std::filesys
         switch (sf) {
           case 3: model_type = static_cast<int64_t>(x); break;
           case 35: v.byte_fallback = x != 0; break;
-          case 40: v.unk_id = as_int32(x); break;
-          case 41: v.bos_id = as_int32(x); break;
-          case 42: v.eos_id = as_int32(x); break;
+          case 40: case 41: case 42: ids[sf - 40] = as_int64(x); break;
           default: break;  // 43 pad_id: troupe never pads
         }
       } else {  // NormalizerSpec
@@ -190,6 +190,17 @@ expected<std::unique_ptr<tokenizer>> load_sentencepiece_model(const std::filesys
   }
   if (!r.ok()) return bad(path, "not a SentencePiece model (corrupt or truncated protobuf)");
   if (v.pieces.empty()) return bad(path, "not a SentencePiece model (no pieces)");
+  // SentencePiece disables a special token with -1; any other id must be one of the pieces.
+  const char* const id_names[3] = {"unk_id", "bos_id", "eos_id"};
+  for (int i = 0; i < 3; ++i) {
+    if (ids[i] != -1 && (ids[i] < 0 || static_cast<uint64_t>(ids[i]) >= v.pieces.size())) {
+      return bad(path, std::string("trainer_spec.") + id_names[i] + " is " + std::to_string(ids[i]) +
+                           ", outside the vocabulary of " + std::to_string(v.pieces.size()) + " pieces");
+    }
+  }
+  v.unk_id = static_cast<int32_t>(ids[0]);
+  v.bos_id = static_cast<int32_t>(ids[1]);
+  v.eos_id = static_cast<int32_t>(ids[2]);
   if (model_type != 2) {
     return bad(path, "SentencePiece model type " + std::to_string(model_type) +
                          " is not supported (troupe implements BPE, type 2; 1 is unigram)");

@@ -86,5 +86,28 @@ TEST(llama2c, garbage_headers_are_rejected) {
   EXPECT_EQ(ck.error().code(), errc::bad_format);
 }
 
+TEST(llama2c, largest_header_values_cannot_reach_outside_the_file) {
+  const auto bytes = read_all(stories / "stories260K.bin");
+  // Through the in-memory entry point (what a fuzzer calls), on a copy with one field patched.
+  auto parse = [&](size_t field, int32_t v) {
+    auto copy = std::make_shared<std::vector<char>>(bytes);
+    std::memcpy(copy->data() + 4 * field, &v, 4);
+    return llama2c_checkpoint::parse(copy, reinterpret_cast<const uint8_t*>(copy->data()), copy->size(), "mem.bin");
+  };
+  ASSERT_TRUE(parse(1, 172)) << "hidden_dim as it is";
+  // The largest values the header check lets through ask for more bytes than the file has.
+  for (auto [field, v] : {std::pair{0, 1 << 20}, {1, 1 << 22}, {2, 1024}, {5, 1 << 22}, {5, -(1 << 22)}, {6, 1 << 24}}) {
+    auto ck = parse(static_cast<size_t>(field), v);
+    ASSERT_FALSE(ck) << field;
+    EXPECT_EQ(ck.error().code(), errc::truncated) << ck.error().what();
+    EXPECT_NE(ck.error().message().find("mem.bin"), std::string::npos);
+  }
+  for (auto [field, v] : {std::pair{5, INT32_MIN}, {6, INT32_MAX}, {3, 0}, {4, -1}}) {
+    auto ck = parse(static_cast<size_t>(field), v);
+    ASSERT_FALSE(ck) << field;
+    EXPECT_EQ(ck.error().code(), errc::bad_format) << ck.error().what();
+  }
+}
+
 }  // namespace
 }  // namespace troupe::format

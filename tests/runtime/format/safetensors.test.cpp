@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include "tests/runtime/format/safetensors_builder.hpp"
 #include "tests/runtime/format/temp_dir.hpp"
 
@@ -127,6 +129,91 @@ TEST(safetensors, weight_map_naming_a_missing_tensor_or_outside_file_fails) {
   ck = safetensors_checkpoint::open(dir.path());
   ASSERT_FALSE(ck);
   EXPECT_EQ(ck.error().code(), errc::not_found);
+}
+
+// ---- data regions (issue 11) ----
+
+// A copy of stories260K's model.safetensors with its JSON header passed through edit (the data
+// bytes unchanged, plus extra_data appended).
+std::filesystem::path edited_copy(const temp_dir& dir, const std::function<void(nlohmann::json&)>& edit,
+                                  size_t extra_data = 0) {
+  auto bytes = read_all(hf_dir / "model.safetensors");
+  uint64_t n;
+  std::memcpy(&n, bytes.data(), 8);
+  auto header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(n));
+  edit(header);
+  const std::string h = header.dump();
+  std::vector<char> out(8);
+  const uint64_t hn = h.size();
+  std::memcpy(out.data(), &hn, 8);
+  out.insert(out.end(), h.begin(), h.end());
+  out.insert(out.end(), bytes.begin() + 8 + static_cast<std::ptrdiff_t>(n), bytes.end());
+  out.resize(out.size() + extra_data, 0);
+  write_all(dir / "e.safetensors", out);
+  return dir / "e.safetensors";
+}
+
+void expect_bad(const expected<std::shared_ptr<const safetensors_file>>& f, const std::vector<std::string>& mentions) {
+  ASSERT_FALSE(f);
+  EXPECT_EQ(f.error().code(), errc::bad_format) << f.error().what();
+  for (const auto& m : mentions) EXPECT_NE(f.error().message().find(m), std::string::npos) << f.error().what();
+}
+
+TEST(safetensors_regions, every_offset_zero_is_an_overlap_naming_both_tensors) {
+  temp_dir dir;
+  auto path = edited_copy(dir, [](nlohmann::json& h) {
+    for (auto& [name, info] : h.items()) {
+      if (name == "__metadata__") continue;
+      auto& o = info["data_offsets"];
+      o = {0, o[1].get<uint64_t>() - o[0].get<uint64_t>()};
+    }
+  });
+  expect_bad(safetensors_file::open(path), {"e.safetensors", "overlaps tensor", "data_offsets [0, "});
+}
+
+TEST(safetensors_regions, f32_relabelled_f16_does_not_span_its_offsets) {
+  temp_dir dir;
+  auto path = edited_copy(dir, [](nlohmann::json& h) { h["model.norm.weight"]["dtype"] = "F16"; });
+  expect_bad(safetensors_file::open(path), {"'model.norm.weight' spans 256 bytes but its shape needs 128"});
+}
+
+TEST(safetensors_regions, overlapping_regions_name_both_tensors) {
+  temp_dir dir;
+  auto path = edited_copy(dir, [](nlohmann::json& h) {
+    // model.norm.weight moved onto the first 256 bytes of the embeddings.
+    const uint64_t at = h["model.embed_tokens.weight"]["data_offsets"][0].get<uint64_t>();
+    h["model.norm.weight"]["data_offsets"] = {at, at + 256};
+  });
+  expect_bad(safetensors_file::open(path), {"overlaps tensor", "'model.embed_tokens.weight' (F32 [512, 64], data_offsets [0, 131072])",
+                                            "'model.norm.weight' (F32 [64], data_offsets [0, 256])"});
+}
+
+TEST(safetensors_regions, holes_and_trailing_bytes_are_rejected) {
+  temp_dir dir;
+  // A hole between two tensors.
+  auto path = edited_copy(dir, [](nlohmann::json& h) {
+    const uint64_t end = h["model.norm.weight"]["data_offsets"][1].get<uint64_t>();
+    h["model.norm.weight"]["data_offsets"] = {end, end + 256};  // its old bytes belong to no one now
+  }, 256);
+  expect_bad(safetensors_file::open(path), {"belong to no tensor", "before tensor 'model.norm.weight'"});
+  // Bytes after the last tensor.
+  path = edited_copy(dir, [](nlohmann::json&) {}, 4);
+  expect_bad(safetensors_file::open(path), {"belong to no tensor", "no holes"});
+  // An empty tensor is fine anywhere, a scalar too.
+  write_safetensors(dir / "b.safetensors", {{"e", {"F32", {0, 3}, {}}}, {"s", {"F32", {}, std::vector<uint8_t>(4)}}});
+  auto f = safetensors_file::open(dir / "b.safetensors");
+  ASSERT_TRUE(f) << f.error().what();
+  EXPECT_EQ((*f)->tensor("s")->nbytes, 4u);
+}
+
+TEST(safetensors_regions, parse_reads_bytes_in_memory) {
+  auto bytes = std::make_shared<std::vector<char>>(read_all(hf_dir / "model.safetensors"));
+  auto f = safetensors_file::parse(bytes, reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size(), "mem");
+  ASSERT_TRUE(f) << f.error().what();
+  EXPECT_EQ((*f)->tensor("model.embed_tokens.weight")->shape, (std::vector<int64_t>{512, 64}));
+  f = safetensors_file::parse(bytes, reinterpret_cast<const uint8_t*>(bytes->data()), 7, "mem");
+  ASSERT_FALSE(f);
+  EXPECT_EQ(f.error().code(), errc::truncated);
 }
 
 }  // namespace

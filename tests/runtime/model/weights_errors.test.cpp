@@ -186,6 +186,50 @@ TEST(weights_errors, rope_scaling_in_gguf_is_noted) {
   expect_error(load_model_weights(path), errc::unsupported_architecture, {"yarn"});
 }
 
+// ---- hyper-parameters out of bounds or at odds with the tensors (issue 11) ----
+
+// stories260K.gguf with one key set (added when absent).
+fs::path gguf_with(const temp_dir& dir, const std::string& key, gguf_value value) {
+  return edited_gguf(dir, {[&](std::string& k, gguf_value&) { return k != key; }, {}}, {{key, std::move(value)}});
+}
+
+TEST(weights_errors, context_length_2_pow_32_minus_1_is_rejected_naming_the_key) {
+  temp_dir dir;
+  auto path = gguf_with(dir, "llama.context_length", gguf_value{uint64_t{4294967295u}});
+  expect_error(load_model_weights(path), errc::bad_format, {"llama.context_length is 4294967295", "1 to 16777216"});
+  path = gguf_with(dir, "llama.context_length", gguf_value{int64_t{-1}});
+  expect_error(load_model_weights(path), errc::bad_format, {"llama.context_length is -1"});
+  path = gguf_with(dir, "llama.context_length", gguf_value{uint64_t{max_context_length}});
+  auto w = load_model_weights(path);
+  ASSERT_TRUE(w) << w.error().what();
+  EXPECT_EQ(w->hp.context_length, max_context_length);
+}
+
+TEST(weights_errors, huge_head_sizes_are_rejected_before_any_product_is_formed) {
+  temp_dir dir;
+  // 2^40 * 8 heads would be formed as the q rows; the bound stops it first.
+  auto path = edited_gguf(dir, {[](std::string& k, gguf_value&) { return k != "llama.rope.dimension_count"; }, {}},
+                          {{"llama.attention.key_length", gguf_value{uint64_t{1} << 40}}});
+  expect_error(load_model_weights(path), errc::bad_format, {"llama.attention.key_length", "is 1099511627776"});
+  path = gguf_with(dir, "llama.block_count", gguf_value{uint64_t{1} << 31});
+  expect_error(load_model_weights(path), errc::bad_format, {"llama.block_count is 2147483648"});
+}
+
+TEST(weights_errors, layers_past_block_count_are_named) {
+  temp_dir dir;
+  auto path = gguf_with(dir, "llama.block_count", gguf_value{uint64_t{3}});
+  expect_error(load_model_weights(path), errc::shape_mismatch, {"tensor 'blk.3.", "belongs to layer 3", "llama.block_count is 3"});
+}
+
+TEST(weights_errors, llama3_scaling_with_equal_frequency_factors_is_rejected) {
+  temp_dir dir;
+  auto path = edited_gguf(dir, {}, {{"llama.rope.scaling.type", gguf_value{std::string("llama3")}},
+                                    {"llama.rope.scaling.factor", gguf_value{8.0}},
+                                    {"llama.rope.scaling.low_freq_factor", gguf_value{4.0}},
+                                    {"llama.rope.scaling.high_freq_factor", gguf_value{4.0}}});
+  expect_error(load_model_weights(path), errc::bad_format, {"llama.rope.scaling.high_freq_factor must exceed"});
+}
+
 // ---- Hugging Face directories ----
 
 // A copy of the stories260K HF directory with config.json edited and tensors optionally rewritten
@@ -310,6 +354,34 @@ TEST(weights_errors, hf_llama3_rope_scaling_and_qwen2_are_read) {
   expect_error(load_model_weights(path), errc::bad_format, {"kv heads"});
   path = edited_hf(dir, [](nlohmann::json& c) { c["hidden_size"] = "64"; });
   expect_error(load_model_weights(path), errc::bad_format, {"hidden_size"});
+}
+
+TEST(weights_errors, hf_special_token_ids_outside_the_vocabulary_are_rejected) {
+  temp_dir dir;
+  auto path = edited_hf(dir, [](nlohmann::json& c) { c["bos_token_id"] = 99999; });
+  expect_error(load_model_weights(path), errc::bad_format, {"config.json", "bos_token_id 99999", "vocabulary of 512"});
+  path = edited_hf(dir, [](nlohmann::json& c) { c["eos_token_id"] = {2, 2147483648u}; });
+  expect_error(load_model_weights(path), errc::bad_format, {"eos_token_id [2,2147483648]"});
+  path = edited_hf(dir, [](nlohmann::json& c) { c["pad_token_id"] = "0"; });
+  expect_error(load_model_weights(path), errc::bad_format, {"pad_token_id \"0\""});
+  path = edited_hf(dir, [](nlohmann::json& c) {
+    c["pad_token_id"] = -1;
+    c["bos_token_id"] = nullptr;
+    c["eos_token_id"] = {1, 511};
+  });
+  auto w = load_model_weights(path);
+  ASSERT_TRUE(w) << w.error().what();
+  std::ofstream(path / "generation_config.json") << R"({"eos_token_id": 512})";
+  expect_error(load_model_weights(path), errc::bad_format, {"generation_config.json", "eos_token_id 512"});
+}
+
+TEST(weights_errors, hf_context_length_and_layer_count_are_checked) {
+  temp_dir dir;
+  auto path = edited_hf(dir, [](nlohmann::json& c) { c["max_position_embeddings"] = 4294967295u; });
+  expect_error(load_model_weights(path), errc::bad_format, {"config.json max_position_embeddings is 4294967295"});
+  path = edited_hf(dir, [](nlohmann::json& c) { c["num_hidden_layers"] = 4; });
+  expect_error(load_model_weights(path), errc::shape_mismatch,
+               {"'model.layers.4.", "belongs to layer 4", "config.json num_hidden_layers is 4"});
 }
 
 // ---- llama2.c ----

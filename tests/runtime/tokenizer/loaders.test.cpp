@@ -184,6 +184,71 @@ TEST(tokenizer_gguf, spm_space_prefix_follows_metadata) {
   EXPECT_EQ((*tok)->decode((*tok)->encode(" Hello")), " Hello");
 }
 
+// The tokenizer of stories260K.gguf (512 tokens) with one metadata key set.
+expected<std::unique_ptr<tokenizer>> stories_tokenizer_with(const scratch_dir& dir, const std::string& key, gguf_value v) {
+  auto g = format::gguf_file::open(stories_gguf);
+  EXPECT_TRUE(g);
+  format::gguf_writer w;
+  for (const auto& [k, value] : (*g)->metadata()) {
+    if (k.starts_with("tokenizer.") || k == "general.architecture") w.set(k, value);
+  }
+  w.set(key, std::move(v));
+  EXPECT_TRUE(w.write(dir.path() / "ids.gguf"));
+  return load_tokenizer(dir.path() / "ids.gguf");
+}
+
+TEST(tokenizer_gguf, token_ids_outside_the_vocabulary_are_rejected_naming_the_key) {
+  scratch_dir dir;
+  struct bad_id {
+    const char* key;
+    gguf_value value;
+    const char* shown;
+  };
+  for (const auto& [key, value, shown] : {bad_id{"tokenizer.ggml.bos_token_id", gguf_value{uint64_t{99999}}, "99999"},
+                                          bad_id{"tokenizer.ggml.eos_token_id", gguf_value{uint64_t{1} << 31}, "2147483648"},
+                                          bad_id{"tokenizer.ggml.padding_token_id", gguf_value{uint64_t{512}}, "512"},
+                                          bad_id{"tokenizer.ggml.unknown_token_id", gguf_value{int64_t{-2}}, "-2"},
+                                          bad_id{"tokenizer.ggml.eot_token_id", gguf_value{int64_t{1} << 40}, "1099511627776"}}) {
+    auto tok = stories_tokenizer_with(dir, key, value);
+    ASSERT_FALSE(tok) << key;
+    EXPECT_EQ(tok.error().code(), errc::bad_format);
+    EXPECT_NE(tok.error().message().find(std::string(key) + " is " + shown + ", outside the vocabulary of 512 tokens"),
+              std::string::npos) << tok.error().what();
+  }
+  auto tok = stories_tokenizer_with(dir, "tokenizer.ggml.bos_token_id", gguf_value{std::string("1")});
+  ASSERT_FALSE(tok);
+  EXPECT_NE(tok.error().message().find("bos_token_id is not an integer"), std::string::npos) << tok.error().what();
+  // "No token" is -1, or UINT32_MAX from a writer of unsigned keys; the last id is in range.
+  for (auto none : {gguf_value{int64_t{-1}}, gguf_value{uint64_t{0xFFFFFFFF}}}) {
+    tok = stories_tokenizer_with(dir, "tokenizer.ggml.eos_token_id", none);
+    ASSERT_TRUE(tok) << tok.error().what();
+    EXPECT_EQ((*tok)->eos_id(), -1);
+  }
+  tok = stories_tokenizer_with(dir, "tokenizer.ggml.eos_token_id", gguf_value{uint64_t{511}});
+  ASSERT_TRUE(tok) << tok.error().what();
+  EXPECT_EQ((*tok)->eos_id(), 511);
+}
+
+TEST(tokenizer_loading, sentencepiece_special_ids_outside_the_vocabulary_are_rejected) {
+  scratch_dir dir;
+  const std::string model = slurp(models_dir() / "stories260K" / "tok512.model");
+  // A second trainer_spec (field 2) after the first: protobuf merges it, so it sets eos_id
+  // (field 42) to 99999 = varint 9f 8d 06.
+  auto tok = load_tokenizer(dir.write("tokenizer.model", model + std::string("\x12\x05\xd0\x02\x9f\x8d\x06", 7)));
+  ASSERT_FALSE(tok);
+  EXPECT_EQ(tok.error().code(), errc::bad_format);
+  EXPECT_NE(tok.error().message().find("trainer_spec.eos_id is 99999, outside the vocabulary of 512 pieces"),
+            std::string::npos) << tok.error().what();
+  // bos_id 2^32 + 1 (varint 81 80 80 80 10) must not pass for 1.
+  tok = load_tokenizer(dir.write("tokenizer.model", model + std::string("\x12\x07\xc8\x02\x81\x80\x80\x80\x10", 9)));
+  ASSERT_FALSE(tok);
+  EXPECT_NE(tok.error().message().find("trainer_spec.bos_id is 4294967297"), std::string::npos) << tok.error().what();
+  // eos_id -1 (a ten-byte varint) disables it.
+  tok = load_tokenizer(dir.write("tokenizer.model", model + std::string("\x12\x0c\xd0\x02\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 14)));
+  ASSERT_TRUE(tok) << tok.error().what();
+  EXPECT_EQ((*tok)->eos_id(), -1);
+}
+
 // A hand-made SentencePiece vocabulary: leftmost wins ties, unused pieces are merged through but
 // never emitted, user-defined pieces are cut out first, unknown characters without byte pieces are <unk>.
 TEST(tokenizer_gguf, spm_merge_rules_on_a_small_vocabulary) {
