@@ -91,6 +91,14 @@ expected<serve_config> resolve_config(const serve_args& a) {
       if (other.name == m.name) return make_error(errc::invalid_argument, "model name '" + m.name + "' is given twice");
     cfg.models.push_back(std::move(m));
   }
+  // A KV budget beyond this machine's memory cannot be meant (the engine would cap it silently).
+  const uint64_t memory = physical_memory_bytes();
+  for (size_t i = 0; i < cfg.models.size(); ++i) {
+    const bool from_file = i < cfg.models.size() - model_args.size();
+    TROUPE_TRY(check_kv_memory(cfg.models[i], from_file ? a.config : "troupe serve --model " + cfg.models[i].name,
+                               from_file ? "models[" + std::to_string(i) + "]." : std::string(),
+                               memory));
+  }
   return cfg;
 }
 
@@ -154,13 +162,13 @@ void add_serve(CLI::App& app) {
                                                   " (default: the config's, else chwbl)")
       ->check(CLI::IsMember(strategies));
   model_config& d = args->model_defaults;
-  cmd->add_option("--threads,-t", d.threads, "CPU threads per replica of a --model (default: all cores)");
+  cmd->add_option("--threads,-t", d.threads, "CPU threads per replica of a --model (default: all cores)")->check(CLI::Range(int64_t{0}, limits::max_threads));
   cmd->add_option("--device", d.device, "where each --model runs: cpu, or cuda:N for a GPU")->capture_default_str();
   cmd->add_flag("!--no-repack", d.repack, "CPU: each --model reads its weights from the mapped file (shared by replicas) instead of copies in huge pages");
-  cmd->add_option("--replicas", d.replicas, "replicas of each --model")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--kv-mb", d.kv_cache_mb, "KV cache budget per replica in MiB")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--max-num-seqs", d.max_num_seqs, "sequences in a batch at most")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--max-num-batched-tokens", d.max_num_batched_tokens, "tokens per scheduler step at most")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--replicas", d.replicas, "replicas of each --model")->capture_default_str()->check(CLI::Range(int64_t{1}, limits::max_replicas));
+  cmd->add_option("--kv-mb", d.kv_cache_mb, "KV cache budget per replica in MiB")->capture_default_str()->check(CLI::Range(int64_t{1}, limits::max_kv_cache_mb));
+  cmd->add_option("--max-num-seqs", d.max_num_seqs, "sequences in a batch at most")->capture_default_str()->check(CLI::Range(int64_t{1}, limits::max_num_seqs));
+  cmd->add_option("--max-num-batched-tokens", d.max_num_batched_tokens, "tokens per scheduler step at most")->capture_default_str()->check(CLI::Range(int64_t{1}, limits::max_num_batched_tokens));
   cmd->callback([args, cmd] {
     args->host_given = cmd->count("--host") > 0;
     args->port_given = cmd->count("--port") > 0;
