@@ -14,8 +14,8 @@
 //   models:
 //     - name: tales
 //       path: stories260K/stories260K.gguf # relative: under $TROUPE_MODEL_DIR, else the file's directory
-//       tp: 2
-//       pp: 1
+//       tp: 2                              # divides the attention and KV heads (check_model_files)
+//       pp: 1                              # at most the layers
 //       replicas:
 //         - {scheduler: head, shards: [w1, w2]}   # shards: tp x pp node names, stage by stage
 //         - {node: w1}                            # scheduler and every shard on w1
