@@ -121,13 +121,17 @@ uint64_t physical_memory_bytes() {
 }
 
 status check_kv_memory(const model_config& m, const std::string& origin, const std::string& where,
-                       uint64_t physical_bytes) {
+                       uint64_t physical_bytes, uint64_t block_bytes) {
   auto d = parse_device(m.device);
   if (!d || d->kind != device_spec::kind_t::cpu || physical_bytes == 0) return {};
   // kv_cache_mb is at most limits::max_kv_cache_mb, so the shift cannot overflow.
   if (static_cast<uint64_t>(m.kv_cache_mb) << 20 > physical_bytes)
     return key_error(origin, where + "kv_cache_mb", std::to_string(m.kv_cache_mb) + " MiB is more than this machine's physical memory (" +
                                                         std::to_string(physical_bytes >> 20) + " MiB)");
+  if (m.kv_blocks > 0 && block_bytes > 0 && static_cast<uint64_t>(m.kv_blocks) > physical_bytes / block_bytes)
+    return key_error(origin, where + "kv_blocks", std::to_string(m.kv_blocks) + " blocks of " + std::to_string(block_bytes) +
+                                                      " bytes are more than this machine's physical memory (" +
+                                                      std::to_string(physical_bytes >> 20) + " MiB)");
   return {};
 }
 

@@ -65,9 +65,10 @@ expected<serve_config> load_serve_config(const std::filesystem::path& file);
 /// This machine's physical memory in bytes (sysconf), 0 when unknown.
 uint64_t physical_memory_bytes();
 /// A CPU model's kv_cache_mb must fit in physical_bytes (this machine's memory; 0: unknown, no check):
-/// a budget beyond it cannot be what was meant. The error names ORIGIN: WHEREkv_cache_mb and both
-/// figures. A GPU's KV cache is checked by its runner when it allocates.
+/// a budget beyond it cannot be what was meant. So must its kv_blocks when block_bytes (the bytes of
+/// one block, from the model's header) is given. The error names ORIGIN: WHEREkv_cache_mb (or
+/// kv_blocks) and both figures. A GPU's KV cache is checked by its runner when it allocates.
 status check_kv_memory(const model_config& m, const std::string& origin, const std::string& where,
-                       uint64_t physical_bytes);
+                       uint64_t physical_bytes, uint64_t block_bytes = 0);
 
 }  // namespace troupe

@@ -175,6 +175,13 @@ TEST(ClusterConfig, TheModelFilesHeaderAndThePhysicalMemoryAreCheckedForTheNodes
   const auto st = check_model_files(*big, "w1", uint64_t{1} << 30);
   ASSERT_FALSE(st);
   EXPECT_EQ(st.error().message(), "c.yaml: models[0].kv_cache_mb: 4096 MiB is more than this machine's physical memory (1024 MiB)");
+  // kv_blocks too, by the blocks' size in this model: 5 layers x 4 KV heads x 8 x 16 tokens x K and V floats.
+  auto blocks = parse_cluster_config(base + "    kv_blocks: 2147483647\n    replicas: [{node: w1}]\n", "c.yaml", dir);
+  ASSERT_TRUE(blocks) << blocks.error().what();
+  const auto bst = check_model_files(*blocks, "w1", uint64_t{1} << 30);
+  ASSERT_FALSE(bst);
+  EXPECT_EQ(bst.error().message(),
+            "c.yaml: models[0].kv_blocks: 2147483647 blocks of 20480 bytes are more than this machine's physical memory (1024 MiB)");
   EXPECT_TRUE(check_model_files(*big, "head", uint64_t{1} << 30));  // the gateway holds no KV cache
   EXPECT_TRUE(check_model_files(*big, "w2", uint64_t{1} << 30));    // runs nothing of it, needs no file
   auto missing = parse_cluster_config(base + "    replicas: [{node: w1}]\n", "c.yaml", "/nonexistent");
@@ -182,7 +189,7 @@ TEST(ClusterConfig, TheModelFilesHeaderAndThePhysicalMemoryAreCheckedForTheNodes
   EXPECT_TRUE(check_model_files(*missing, "w2", 0));  // w2 runs nothing of the model
   const auto gone = check_model_files(*missing, "w1", 0);
   ASSERT_FALSE(gone);
-  EXPECT_EQ(gone.error().message().rfind("c.yaml: models[0].path: ", 0), 0u) << gone.error().message();
+  EXPECT_EQ(gone.error().message().rfind("c.yaml: models[0].path: model 'm': ", 0), 0u) << gone.error().message();
 }
 
 }  // namespace
