@@ -2,20 +2,14 @@
 // divide the heads would otherwise pass `--check`, start, and leave the replica's shards unable to
 // load while the gateway answered "still loading".
 #include <algorithm>
-#include <string_view>
 
 #include "cluster/cluster_config.hpp"
-#include "kernels/dtype.hpp"
 #include "runtime/comm/parallel.hpp"
+#include "runtime/config/model_header.hpp"
 #include "runtime/config/yaml_read.hpp"
-#include "runtime/hub/pull.hpp"
-#include "runtime/kv/kv_pool.hpp"
-#include "runtime/model/weights.hpp"
 
 namespace troupe::cluster {
 namespace {
-
-bool ends_with(std::string_view s, std::string_view tail) { return s.size() >= tail.size() && s.substr(s.size() - tail.size()) == tail; }
 
 /// Whether `node` runs a shard or a scheduler of m.
 bool runs_part_of(const cluster_model& m, const std::string& node) {
@@ -51,24 +45,13 @@ status check_model_files(const cluster_config& cfg, const std::string& node, uin
     const cluster_model& m = cfg.models[i];
     if (!gateway && !runs_part_of(m, node)) continue;
     const std::string where = "models[" + std::to_string(i) + "].";
-    auto path = resolve_model_path(m.model.path);
-    const std::string model = "model '" + m.model.name + "': ";
-    if (!path) return config::key_error(cfg.origin, where + "path", model + path.error().message());
-    auto weights = load_model_weights(*path);  // a GGUF file is mapped: its weights are not read
-    if (!weights) return config::key_error(cfg.origin, where + "path", model + weights.error().message());
-    int block = 1;  // the column slices of attn_output and ffn_down must be whole quantized blocks
-    for (const auto& [name, t] : weights->tensors)
-      if (ends_with(name, "attn_output.weight") || ends_with(name, "ffn_down.weight")) block = std::max(block, block_elems(t.type));
-    TROUPE_TRY(check_model_split(cfg, i, weights->hp, block));
-    if (std::any_of(m.replicas.begin(), m.replicas.end(), [&](const replica_placement& r) {
-          return std::find(r.shards.begin(), r.shards.end(), node) != r.shards.end();
-        })) {
-      // The largest shard: stage 0 takes the extra layers, each tp rank its share of the KV heads.
-      const int64_t layers = parallel_layout::stage_layers(weights->hp.n_layers, m.pp, 0).second;
-      const size_t block_bytes = kv_pool::bytes_per_block(layers, weights->hp.n_kv_heads / m.tp, weights->hp.head_dim,
-                                                          kv_pool_config{}.block_size);
-      TROUPE_TRY(check_kv_memory(m.model, cfg.origin, where, physical_bytes, block_bytes));
-    }
+    auto header = read_model_header(m.model, cfg.origin, where);
+    TROUPE_TRY(header);
+    TROUPE_TRY(check_model_split(cfg, i, header->hp, header->block_elems));
+    const bool shard_here = std::any_of(m.replicas.begin(), m.replicas.end(), [&](const replica_placement& r) {
+      return std::find(r.shards.begin(), r.shards.end(), node) != r.shards.end();
+    });
+    if (shard_here) TROUPE_TRY(check_kv_memory(m.model, cfg.origin, where, physical_bytes, kv_block_bytes(header->hp, m.tp, m.pp)));
   }
   return {};
 }

@@ -119,7 +119,9 @@ bool name_char(char c, bool first) {
 status check_keys(const YAML::Node& node, const std::set<std::string>& known, const std::string& origin,
                   const std::string& where) {
   for (const auto& kv : node) {
-    const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "(a " + shown(kv.first).substr(2) + " as a key)";
+    const std::string key = kv.first.IsScalar() ? kv.first.Scalar()
+                            : kv.first.IsNull() ? "(an empty key)"
+                                                : "(" + shown(kv.first) + " as a key)";
     if (!known.count(key)) {
       std::string list;
       for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
@@ -195,22 +197,30 @@ expected<YAML::Node> parse_yaml(const std::string& text, const std::string& orig
                                     : "lines " + std::to_string(d.first.line + 1) + " and " + std::to_string(d.second.line + 1);
       return key_error(origin, d.path, "duplicate key on " + where + " (give each key once)");
     }
-    struct first_mark : YAML::EventHandler {
-      std::optional<YAML::Mark> mark;
-      void OnDocumentStart(const YAML::Mark& m) override { mark = m; }
+    // Another document with content would be dropped by YAML::Load: refuse it (an empty one, as after
+    // a trailing "---", drops nothing).
+    struct document : YAML::EventHandler {
+      std::optional<YAML::Mark> start;
+      bool content = false;
+      void OnDocumentStart(const YAML::Mark& m) override { start = m; }
       void OnDocumentEnd() override {}
       void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
-      void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-      void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
-      void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+      void OnAlias(const YAML::Mark&, YAML::anchor_t) override { content = true; }
+      void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override { content = true; }
+      void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+        content = true;
+      }
       void OnSequenceEnd() override {}
-      void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+      void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+        content = true;
+      }
       void OnMapEnd() override {}
-    } second;
-    if (parser.HandleNextDocument(second))
-      return key_error(origin, "(top level)", "a second YAML document starts on line " +
-                                                  std::to_string(second.mark ? second.mark->line + 1 : 0) +
-                                                  " (a config is one document: remove the ---)");
+    };
+    for (document next; parser.HandleNextDocument(next); next = document{})
+      if (next.content)
+        return key_error(origin, "(top level)", "a second YAML document starts on line " +
+                                                    std::to_string(next.start ? next.start->line + 1 : 0) +
+                                                    " (a config is one document: remove the ---)");
     return YAML::Load(text);
   } catch (const YAML::Exception& e) {
     return make_error(errc::bad_format, origin + ": not valid YAML: " + e.what());

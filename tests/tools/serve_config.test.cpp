@@ -84,6 +84,26 @@ TEST_F(ServeConfigFile, TheIssuesHostileConfigsAreRefusedAtStartNamingTheKey) {
   }
 }
 
+TEST_F(ServeConfigFile, CheckReadsTheModelFilesAndStartsNothing) {
+  const std::string model = shared_dir + "/models/stories260K/stories260K.gguf";
+  const auto ok = run("timeout 60 " + troupe_bin() + " serve --check --config " +
+                      sh_quote(write("ok.yaml", "models:\n  - {name: tales, path: " + model + ", replicas: 2}\n")));
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_NE(ok.out.find("model tales: " + model + " (5 layers, 8 heads, 4 KV heads), 2 replicas on cpu"), std::string::npos) << ok.out;
+  EXPECT_EQ(ok.err.find("listening"), std::string::npos) << ok.err;
+  // kv_blocks by this model's block size (20480 bytes), beyond any machine's memory.
+  const auto blocks = run("timeout 60 " + troupe_bin() + " serve --check --config " +
+                          sh_quote(write("blocks.yaml", "models:\n  - {name: tales, path: " + model + ", kv_blocks: 2147483647}\n")));
+  EXPECT_EQ(blocks.exit_code, 1);
+  EXPECT_NE(blocks.err.find("blocks.yaml: models[0].kv_blocks: 2147483647 blocks of 20480 bytes are more than this machine's physical memory"),
+            std::string::npos)
+      << blocks.err;
+  const auto missing = run("timeout 60 " + troupe_bin() + " serve --check --config " +
+                           sh_quote(write("missing.yaml", "models:\n  - {name: gone, path: nowhere.gguf}\n")));
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("missing.yaml: models[0].path: model 'gone': "), std::string::npos) << missing.err;
+}
+
 TEST_F(ServeConfigFile, AKvBudgetBeyondThePhysicalMemoryIsRefusedAtStart) {
   // 16 TiB: within the key's range, beyond this machine's memory.
   const std::string cfg = write("big.yaml", "models:\n  - {name: a, path: " + shared_dir +

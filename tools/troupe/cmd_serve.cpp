@@ -7,8 +7,10 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
+#include "runtime/config/model_header.hpp"
 #include "runtime/config/serve_config.hpp"
 #include "runtime/core/log.hpp"
 #include "runtime/hub/pull.hpp"
@@ -35,6 +37,7 @@ struct serve_args {
   bool host_given = false, port_given = false;
   std::string routing;              ///< --routing: the router's strategy, over the config's
   model_config model_defaults;      ///< settings of the --model entries
+  bool check = false;               ///< --check: validate the config and the model files, then exit
 };
 
 }  // namespace
@@ -67,6 +70,12 @@ std::pair<std::string, std::string> split_model_arg(const std::string& arg) {
 namespace {
 
 #if defined(TROUPE_HAVE_ACTORS)
+/// Where model i of cfg came from, for errors: (the config file, "models[i].") or ("--model NAME", "").
+std::pair<std::string, std::string> model_origin(const serve_args& a, const serve_config& cfg, size_t i) {
+  if (!a.config.empty() && i < cfg.models.size() - a.models.size()) return {a.config, "models[" + std::to_string(i) + "]."};
+  return {"troupe serve --model " + cfg.models[i].name, ""};
+}
+
 /// The models and server settings: the config file's, then the --model entries.
 expected<serve_config> resolve_config(const serve_args& a) {
   serve_config cfg;
@@ -92,14 +101,30 @@ expected<serve_config> resolve_config(const serve_args& a) {
     cfg.models.push_back(std::move(m));
   }
   // A KV budget beyond this machine's memory cannot be meant (the engine would cap it silently).
-  const uint64_t memory = physical_memory_bytes();
   for (size_t i = 0; i < cfg.models.size(); ++i) {
-    const bool from_file = i < cfg.models.size() - model_args.size();
-    TROUPE_TRY(check_kv_memory(cfg.models[i], from_file ? a.config : "troupe serve --model " + cfg.models[i].name,
-                               from_file ? "models[" + std::to_string(i) + "]." : std::string(),
-                               memory));
+    const auto [origin, where] = model_origin(a, cfg, i);
+    TROUPE_TRY(check_kv_memory(cfg.models[i], origin, where, physical_memory_bytes()));
   }
   return cfg;
+}
+
+/// --check: every model's file header too (and kv_blocks by its block size), then what would run.
+int check_serve(const serve_args& a, const serve_config& cfg) {
+  for (size_t i = 0; i < cfg.models.size(); ++i) {
+    const model_config& m = cfg.models[i];
+    const auto [origin, where] = model_origin(a, cfg, i);
+    auto h = read_model_header(m, origin, where);
+    status st = h ? check_kv_memory(m, origin, where, physical_memory_bytes(), kv_block_bytes(h->hp)) : status{unexpected{h.error()}};
+    if (!st) {
+      std::fprintf(stderr, "troupe serve: %s\n", st.error().what().c_str());
+      return 1;
+    }
+    std::printf("model %s: %s (%lld layers, %lld heads, %lld KV heads), %d replica%s on %s\n", m.name.c_str(), m.path.c_str(),
+                static_cast<long long>(h->hp.n_layers), static_cast<long long>(h->hp.n_heads),
+                static_cast<long long>(h->hp.n_kv_heads), m.replicas, m.replicas == 1 ? "" : "s", m.device.c_str());
+  }
+  std::printf("server: http://%s:%d\n", cfg.server.host.c_str(), cfg.server.port);
+  return 0;
 }
 
 int run_serve(const serve_args& a) {
@@ -109,6 +134,7 @@ int run_serve(const serve_args& a) {
     return 1;
   }
   const serve_config& config = *resolved;
+  if (a.check) return check_serve(a, config);
   stop_signals signals;  // before any thread starts
 
   caf::actor_system_config cfg;
@@ -155,6 +181,7 @@ void add_serve(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("serve", "serve models over the OpenAI-compatible HTTP API");
   cmd->add_option("--model,-m", args->models, "model to serve: PATH or NAME=PATH (repeat for several; default: $TROUPE_MODEL or stories260K)");
   cmd->add_option("--config,-c", args->config, "YAML config: server settings and models (see deploy/troupe.yaml)");
+  cmd->add_flag("--check", args->check, "check the config and each model file's header, print what would be served, then exit");
   cmd->add_option("--host", args->host, "address to bind (overrides the config)")->capture_default_str();
   cmd->add_option("--port", args->port, "port, 0: any free port, printed on stderr (overrides the config)")->capture_default_str()->check(CLI::Range(0, 65535));
   std::vector<std::string> strategies(routing_strategy_names().begin(), routing_strategy_names().end());

@@ -76,6 +76,11 @@ TEST(ServeConfigLimits, DuplicateNestedKeysAreRefusedToo) {
 TEST(ServeConfigLimits, ASecondYamlDocumentIsRefused) {
   EXPECT_HAS(error_of("models:\n  - {name: a, path: x}\n---\nmodels:\n  - {name: b, path: y}\n"),
              "test.yaml: (top level): a second YAML document starts on line 3");
+  EXPECT_HAS(error_of("models:\n  - {name: a, path: x}\n---\n---\nserver: {port: 1}\n"),
+             "test.yaml: (top level): a second YAML document starts on line 4");
+  // An empty one drops nothing.
+  EXPECT_TRUE(parse("models:\n  - {name: a, path: x}\n---\n"));
+  EXPECT_TRUE(parse("---\nmodels:\n  - {name: a, path: x}\n...\n"));
 }
 
 TEST(ServeConfigLimits, AnUndefinedVariableIsAnErrorNamingItAndTheLine) {
@@ -113,6 +118,21 @@ TEST(ServeConfigLimits, AVariableCannotInjectYaml) {
   ASSERT_EQ(c->models.size(), 1u);
   EXPECT_EQ(c->models[0].replicas, 1);
   EXPECT_HAS(c->models[0].path, "{name: evil, path: y}");
+}
+
+TEST(ServeConfigLimits, OddYamlIsAnErrorNotACrash) {
+  // Complex keys, aliases (as keys too), null keys, self-reference, deep nesting: each an error.
+  for (const std::string text :
+       {std::string("? [a, b]\n: 1\nmodels: [{name: a, path: x}]\n"), std::string("models: &m [*m]\n"),
+        std::string("x: &k models\n*k : 1\n"), std::string(": 1\nmodels: [{name: a, path: x}]\n"),
+        std::string("models:\n  - {name: a, path: x, ~: 1}\n"), std::string("models:\n  - {name: a, path: [x]}\n"),
+        std::string(20000, '[') + std::string(20000, ']'), std::string(20000, '{'), std::string("\xff\xfe\x00\x01", 4),
+        std::string("models:\n  - {name: a, path: x, <<: {replicas: 2}}\n")}) {
+    auto c = parse(text);
+    EXPECT_FALSE(c) << text.substr(0, 60);
+  }
+  // An alias key repeated is not compared (its text is not known while reading), a merge key is unknown.
+  EXPECT_HAS(error_of("models:\n  - {name: a, path: x, <<: {replicas: 2}}\n"), "models[0].<<: unknown key");
 }
 
 TEST(ServeConfigLimits, AKvBudgetAboveThePhysicalMemoryIsRefusedWithBothFigures) {
