@@ -170,6 +170,10 @@ expected<cluster_config> parse_cluster_config(const std::string& yaml_text, cons
     // The model file's heads and layers bound them further (check_model_files).
     TROUPE_TRY(read_int(m, "tp", cm.tp, {1, max_parallel}, origin, where));
     TROUPE_TRY(read_int(m, "pp", cm.pp, {1, max_parallel}, origin, where));
+    // As create_model_runner refuses it: the shards would never load.
+    if (cm.model.device != "cpu" && cm.tp * cm.pp > 1)
+      return key_error(origin, where + "device", cm.model.device + ": tensor and pipeline parallelism (tp " + std::to_string(cm.tp) +
+                                                     " x pp " + std::to_string(cm.pp) + ") run on the CPU only for now");
     const YAML::Node reps = m["replicas"];
     if (!reps || !reps.IsSequence() || reps.size() == 0)
       return key_error(origin, where + "replicas", "must be a non-empty list of placements, e.g. - {node: NAME}");

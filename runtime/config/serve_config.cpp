@@ -47,6 +47,7 @@ expected<model_config> read_model(const YAML::Node& m, const std::string& origin
     auto expanded = expand_env(p, origin, where + key, m[key].Mark().line + 1);
     TROUPE_TRY(expanded);
     p = std::move(*expanded);
+    if (p.empty() && value == &mc.path) return key_error(origin, where + key, "is empty once its ${...} are expanded");
     if (!p.empty() && fs::path(p).is_relative()) p = (base_dir / p).lexically_normal().string();
   }
   return mc;

@@ -119,6 +119,8 @@ TEST(ClusterConfig, HostileValuesAreRefusedNamingTheKey) {
             "c.yaml: heartbeat.interval_ms: must be an integer in 1..3600000, got 0");
   EXPECT_EQ(error_of(base + "    kv_cache_mb: 100000000\n    replicas: [{node: w1}]\n"),
             "c.yaml: models[0].kv_cache_mb: must be an integer in 1..16777216 (MiB), got 100000000");
+  EXPECT_EQ(error_of(base + "    device: cuda:0\n    tp: 2\n    replicas: [{node: w1}]\n"),
+            "c.yaml: models[0].device: cuda:0: tensor and pipeline parallelism (tp 2 x pp 1) run on the CPU only for now");
   ::unsetenv("TROUPE_TEST_UNSET_VAR");
   EXPECT_EQ(error_of("nodes:\n  - {name: a, port: 1, http_port: 80}\nmodels:\n  - name: m\n    path: ${TROUPE_TEST_UNSET_VAR}/m.gguf\n"
                      "    replicas: [{node: a}]\n"),

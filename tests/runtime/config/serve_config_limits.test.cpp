@@ -105,6 +105,8 @@ TEST(ServeConfigLimits, VariableDefaultsAndMalformedReferences) {
   EXPECT_EQ(c->models[1].path, "/models/m.gguf");
   EXPECT_EQ(c->models[2].path, "/fallback/m.gguf");  // as in the shell: an empty value takes the default
   EXPECT_EQ(c->models[3].path, "/base/$HOME/a$b.gguf");  // only ${...} expands
+  EXPECT_HAS(error_of("models:\n  - {name: a, path: \"${TROUPE_TEST_UNSET_VAR:-}\"}\n"),
+             "models[0].path: is empty once its ${...} are expanded");
   EXPECT_HAS(model_error("tokenizer: \"${TROUPE_TEST_SET_VAR\""), "models[0].tokenizer: an unterminated ${ on line 2");
   EXPECT_HAS(model_error("tokenizer: \"${}\""), "models[0].tokenizer: ${} on line 2: not a variable name");
   EXPECT_HAS(model_error("tokenizer: \"${A B}\""), "models[0].tokenizer: ${A B} on line 2: not a variable name");
