@@ -17,13 +17,6 @@ namespace {
 namespace fs = std::filesystem;
 using namespace troupe::config;
 
-status valid_port(int port, bool allow_zero, const std::string& origin, const std::string& key) {
-  if (port < (allow_zero ? 0 : 1) || port > 65535)
-    return key_error(origin, key, "must be a port in " + std::string(allow_zero ? "0" : "1") + "..65535, got " +
-                                      std::to_string(port));
-  return {};
-}
-
 expected<std::vector<std::string>> read_names(const YAML::Node& n, const std::string& origin, const std::string& key) {
   std::vector<std::string> out;
   if (!n.IsSequence()) return key_error(origin, key, "must be a list of node names");
@@ -43,11 +36,11 @@ expected<node_config> read_node(const YAML::Node& n, const std::string& origin, 
   node_config nc;
   TROUPE_TRY(read(n, "name", nc.name, origin, where));
   TROUPE_TRY(read(n, "host", nc.host, origin, where));
-  TROUPE_TRY(read(n, "port", nc.port, origin, where));
-  TROUPE_TRY(read(n, "http_port", nc.http_port, origin, where));
+  TROUPE_TRY(read_int(n, "port", nc.port, {1, 65535}, origin, where));
+  TROUPE_TRY(read_int(n, "http_port", nc.http_port, {0, 65535}, origin, where));
   TROUPE_TRY(read(n, "http_host", nc.http_host, origin, where));
-  TROUPE_TRY(read(n, "data_port", nc.data_port, origin, where));
-  TROUPE_TRY(read(n, "threads", nc.threads, origin, where));
+  TROUPE_TRY(read_int(n, "data_port", nc.data_port, {0, 65535}, origin, where));
+  TROUPE_TRY(read_int(n, "threads", nc.threads, {0, limits::max_threads}, origin, where));
   if (const YAML::Node d = n["devices"]) {
     auto devices = read_names(d, origin, where + "devices");
     if (!devices) return key_error(origin, where + "devices", "must be a list of devices (cpu, cuda:N)");
@@ -58,12 +51,8 @@ expected<node_config> read_node(const YAML::Node& n, const std::string& origin, 
   if (nc.name.empty()) return key_error(origin, where + "name", "is required");
   if (nc.host.empty()) return key_error(origin, where + "host", "must not be empty");
   if (!n["port"]) return key_error(origin, where + "port", "is required (the node's control-plane port)");
-  TROUPE_TRY(valid_port(nc.port, false, origin, where + "port"));
-  TROUPE_TRY(valid_port(nc.http_port, true, origin, where + "http_port"));
-  TROUPE_TRY(valid_port(nc.data_port, true, origin, where + "data_port"));
-  if (nc.data_port == 0) nc.data_port = nc.port + 100;
+  if (nc.data_port == 0) nc.data_port = nc.port + 100;  // past 65535 only with shards: refused below
   if (nc.http_host.empty()) nc.http_host = nc.host;
-  TROUPE_TRY(positive(nc.threads, true, origin, where + "threads"));
   return nc;
 }
 
@@ -122,6 +111,7 @@ expected<cluster_config> parse_cluster_config(const std::string& yaml_text, cons
   TROUPE_TRY(check_keys(root, {"cluster", "nodes", "models", "routing", "heartbeat"}, origin, ""));
   cluster_config cfg;
   cfg.digest = hex_digest(yaml_text);
+  cfg.origin = origin;
   TROUPE_TRY(read(root, "cluster", cfg.name, origin, ""));
   if (const YAML::Node r = root["routing"]) {
     auto routing = read_routing(r, origin);
@@ -131,9 +121,8 @@ expected<cluster_config> parse_cluster_config(const std::string& yaml_text, cons
   if (const YAML::Node h = root["heartbeat"]) {
     if (!h.IsMap()) return key_error(origin, "heartbeat", "must be a mapping");
     TROUPE_TRY(check_keys(h, {"interval_ms", "timeout_ms"}, origin, "heartbeat."));
-    TROUPE_TRY(read(h, "interval_ms", cfg.heartbeat.interval_ms, origin, "heartbeat."));
-    TROUPE_TRY(read(h, "timeout_ms", cfg.heartbeat.timeout_ms, origin, "heartbeat."));
-    TROUPE_TRY(positive(cfg.heartbeat.interval_ms, false, origin, "heartbeat.interval_ms"));
+    TROUPE_TRY(read_int(h, "interval_ms", cfg.heartbeat.interval_ms, {1, 3600000}, origin, "heartbeat."));
+    TROUPE_TRY(read_int(h, "timeout_ms", cfg.heartbeat.timeout_ms, {1, 3600000}, origin, "heartbeat."));
     if (cfg.heartbeat.timeout_ms <= cfg.heartbeat.interval_ms)
       return key_error(origin, "heartbeat.timeout_ms", "must be larger than interval_ms (" +
                                                            std::to_string(cfg.heartbeat.interval_ms) + ")");
@@ -171,21 +160,20 @@ expected<cluster_config> parse_cluster_config(const std::string& yaml_text, cons
     const std::string where = "models[" + std::to_string(i) + "].";
     if (!m.IsMap()) return key_error(origin, "models[" + std::to_string(i) + "]", "must be a mapping");
     TROUPE_TRY(check_keys(m, known, origin, where));
-    // `replicas` is a placement list here, not serve's count: read the rest without it.
-    YAML::Node rest = YAML::Clone(m);
-    rest.remove("replicas");
-    rest.remove("tp");
-    rest.remove("pp");
-    auto mc = read_model(rest, origin, where, model_dir);
+    // `replicas` is a placement list here, not serve's count.
+    auto mc = read_model(m, origin, where, model_dir, false);
     TROUPE_TRY(mc);
     cluster_model cm;
     cm.model = std::move(*mc);
     for (const auto& other : cfg.models)
       if (other.model.name == cm.model.name) return key_error(origin, where + "name", "'" + cm.model.name + "' is listed twice");
-    TROUPE_TRY(read(m, "tp", cm.tp, origin, where));
-    TROUPE_TRY(read(m, "pp", cm.pp, origin, where));
-    TROUPE_TRY(positive(cm.tp, false, origin, where + "tp"));
-    TROUPE_TRY(positive(cm.pp, false, origin, where + "pp"));
+    // The model file's heads and layers bound them further (check_model_files).
+    TROUPE_TRY(read_int(m, "tp", cm.tp, {1, max_parallel}, origin, where));
+    TROUPE_TRY(read_int(m, "pp", cm.pp, {1, max_parallel}, origin, where));
+    // As create_model_runner refuses it: the shards would never load.
+    if (cm.model.device != "cpu" && cm.tp * cm.pp > 1)
+      return key_error(origin, where + "device", cm.model.device + ": tensor and pipeline parallelism (tp " + std::to_string(cm.tp) +
+                                                     " x pp " + std::to_string(cm.pp) + ") run on the CPU only for now");
     const YAML::Node reps = m["replicas"];
     if (!reps || !reps.IsSequence() || reps.size() == 0)
       return key_error(origin, where + "replicas", "must be a non-empty list of placements, e.g. - {node: NAME}");

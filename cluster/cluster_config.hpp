@@ -14,8 +14,8 @@
 //   models:
 //     - name: tales
 //       path: stories260K/stories260K.gguf # relative: under $TROUPE_MODEL_DIR, else the file's directory
-//       tp: 2
-//       pp: 1
+//       tp: 2                              # divides the attention and KV heads (check_model_files)
+//       pp: 1                              # at most the layers
 //       replicas:
 //         - {scheduler: head, shards: [w1, w2]}   # shards: tp x pp node names, stage by stage
 //         - {node: w1}                            # scheduler and every shard on w1
@@ -28,6 +28,10 @@
 
 #include "runtime/config/serve_config.hpp"
 #include "runtime/core/error.hpp"
+
+namespace troupe {
+struct model_hparams;
+}
 
 namespace troupe::cluster {
 
@@ -49,6 +53,9 @@ struct replica_placement {
   std::vector<std::string> shards;  ///< tp x pp node names: stage 0 ranks 0..tp-1, then stage 1, ...
 };
 
+/// tp and pp are at most this (the model file bounds them further: check_model_files).
+inline constexpr int max_parallel = 256;
+
 struct cluster_model {
   model_config model;               ///< path, threads, KV and scheduler limits (`replicas` = placements' count)
   int tp = 1;
@@ -68,6 +75,7 @@ struct cluster_config {
   routing_config routing;
   heartbeat_config heartbeat;
   std::string digest;  ///< hash of the file's text: peers with another digest are refused
+  std::string origin;  ///< the file, for errors
 
   const node_config* find_node(const std::string& name) const;
   /// "a, b, c": every node name, for errors.
@@ -107,5 +115,17 @@ expected<cluster_config> parse_cluster_config(const std::string& yaml_text, cons
 /// Reads a cluster config; relative model paths resolve against $TROUPE_MODEL_DIR when set, else the
 /// file's directory.
 expected<cluster_config> load_cluster_config(const std::filesystem::path& file);
+
+/// Whether model models[index] splits as its tp and pp say over a model of these hyper-parameters:
+/// tp divides both the attention heads and the KV heads (the error names the model, tp and both
+/// counts), pp is at most the layers, and the rest of parallel_layout::validate (feed-forward rows,
+/// quantized blocks of block_elems elements). Errors name ORIGIN: models[i].tp (or .pp).
+status check_model_split(const cluster_config& cfg, size_t index, const model_hparams& hp, int block_elems);
+
+/// What `troupe node --check` and the start of a node check beyond the config's text, for every model
+/// this node runs a shard or a scheduler of (every model on a gateway node): the model file's header
+/// (a GGUF file is mapped, its weights not read) against check_model_split, and for each shard here its
+/// kv_cache_mb against physical_bytes (check_kv_memory; 0: no check).
+status check_model_files(const cluster_config& cfg, const std::string& node, uint64_t physical_bytes);
 
 }  // namespace troupe::cluster

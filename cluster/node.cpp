@@ -105,6 +105,14 @@ struct node_runtime::state {
   router_actor router;
   std::unique_ptr<gateway> gw;
   std::map<std::string, size_t> replicas_up;  // gateway: model -> replicas routed to now
+  std::optional<error> failed;                // the first part that can never start (guarded by mu)
+
+  /// Logs why a part can never start and keeps the first such error for failure().
+  void fail_for_good(const error& e) {
+    spdlog::error("node {}: {}", name, e.what());
+    std::lock_guard lock(mu);
+    if (!failed) failed = e;
+  }
 
   /// Sleeps d unless stopping; false when stopping.
   bool sleep_for(std::chrono::milliseconds d) {
@@ -321,7 +329,9 @@ void run_shard(const state_ptr& s, shard_slot slot) {
     }
     if (s->stopping) return;
     auto shard = spawn_shard(s->sys, eo);
-    if (!shard) return fail(shard.error());
+    // Loading fails the same way every time: the node reports it (failure()) instead of waiting.
+    if (!shard)
+      return s->fail_for_good(error(shard.error().code(), "shard " + slot.key() + " cannot load: " + shard.error().message()));
     const caf::actor own = caf::actor_cast<caf::actor>(*shard);
     s->put_local(slot.key(), own, true);
     spdlog::info("node {}: shard {} ready ({})", s->name, slot.key(), layout.to_string());
@@ -352,10 +362,8 @@ void run_shard(const state_ptr& s, shard_slot slot) {
 void run_scheduler(const state_ptr& s, const cluster_model* m, int replica) {
   const std::string key = replica_key(m->model.name, replica);
   auto meta = load_model_meta(m->model);
-  if (!meta) {
-    spdlog::error("node {}: scheduler {} cannot start: {}", s->name, key, meta.error().what());
-    return;
-  }
+  if (!meta)
+    return s->fail_for_good(error(meta.error().code(), "scheduler " + key + " cannot start: " + meta.error().message()));
   const replica_placement& p = m->replicas[static_cast<size_t>(replica)];
   while (!s->stopping) {
     std::vector<shard_actor> shards;
@@ -458,6 +466,11 @@ node_runtime::node_runtime(std::shared_ptr<state> s) : s_(std::move(s)) {}
 node_runtime::~node_runtime() { stop(std::chrono::milliseconds(0)); }
 
 uint16_t node_runtime::http_port() const noexcept { return s_->gw ? s_->gw->port() : 0; }
+
+std::optional<error> node_runtime::failure() const {
+  std::lock_guard lock(s_->mu);
+  return s_->failed;
+}
 
 expected<std::unique_ptr<node_runtime>> node_runtime::start(caf::actor_system& sys, cluster_config cfg,
                                                             const std::string& name) {

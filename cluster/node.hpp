@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <caf/actor_system.hpp>
@@ -41,6 +42,10 @@ class node_runtime {
 
   /// The gateway's bound HTTP port (0 on a node without one).
   uint16_t http_port() const noexcept;
+  /// Why a part of this node can never start (a shard whose model slice does not load, a scheduler
+  /// whose model file does not open), once one has failed: the node cannot serve its part of the
+  /// cluster, so a process should stop and exit non-zero instead of leaving the replica down.
+  std::optional<error> failure() const;
   /// Drains the gateway (in-flight requests finish, up to drain), stops every part of the node. false
   /// when a shard still waits for its data-plane peers (a UCX connect cannot be interrupted): its
   /// thread is left running, and the actor system cannot be shut down cleanly; a process should exit.

@@ -4,10 +4,9 @@
 
 #include "runtime/config/yaml_read.hpp"
 
-#include <cstdlib>
-#include <fstream>
+#include <unistd.h>
+
 #include <set>
-#include <sstream>
 
 #include "runtime/model/model_runner.hpp"
 
@@ -15,58 +14,6 @@ namespace troupe {
 namespace config {
 
 namespace fs = std::filesystem;
-
-status check_keys(const YAML::Node& node, const std::set<std::string>& known, const std::string& origin,
-                  const std::string& where) {
-  for (const auto& kv : node) {
-    const std::string key = kv.first.as<std::string>();
-    if (!known.count(key)) {
-      std::string list;
-      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-      return key_error(origin, where + key, "unknown key (known: " + list + ")");
-    }
-  }
-  return {};
-}
-
-std::string expand_env(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '$' && i + 1 < s.size() && s[i + 1] == '{') {
-      const size_t end = s.find('}', i + 2);
-      if (end != std::string::npos) {
-        const char* v = std::getenv(s.substr(i + 2, end - i - 2).c_str());
-        out += v ? v : "";
-        i = end;
-        continue;
-      }
-    }
-    out += s[i];
-  }
-  return out;
-}
-
-status positive(int64_t v, bool allow_zero, const std::string& origin, const std::string& key) {
-  if (v < 0 || (!allow_zero && v == 0))
-    return key_error(origin, key, "must be " + std::string(allow_zero ? ">= 0" : "> 0") + ", got " + std::to_string(v));
-  return {};
-}
-
-expected<YAML::Node> parse_yaml(const std::string& text, const std::string& origin) {
-  try {
-    return YAML::Load(text);
-  } catch (const YAML::ParserException& e) {
-    return make_error(errc::bad_format, origin + ": not valid YAML: " + e.what());
-  }
-}
-
-expected<std::string> read_file(const fs::path& file, const std::string& what) {
-  std::ifstream in(file);
-  if (!in) return make_error(errc::not_found, "cannot read " + what + " '" + file.string() + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 const std::set<std::string>& model_keys() {
   static const std::set<std::string> keys{"name", "path", "tokenizer", "replicas", "threads", "device", "repack",
@@ -76,33 +23,32 @@ const std::set<std::string>& model_keys() {
 }
 
 expected<model_config> read_model(const YAML::Node& m, const std::string& origin, const std::string& where,
-                                  const fs::path& base_dir) {
+                                  const fs::path& base_dir, bool replica_count) {
   model_config mc;
   TROUPE_TRY(read(m, "name", mc.name, origin, where));
   TROUPE_TRY(read(m, "path", mc.path, origin, where));
   TROUPE_TRY(read(m, "tokenizer", mc.tokenizer, origin, where));
-  TROUPE_TRY(read(m, "replicas", mc.replicas, origin, where));
-  TROUPE_TRY(read(m, "threads", mc.threads, origin, where));
+  if (replica_count) TROUPE_TRY(read_int(m, "replicas", mc.replicas, {1, limits::max_replicas}, origin, where));
+  TROUPE_TRY(read_int(m, "threads", mc.threads, {0, limits::max_threads}, origin, where));
   TROUPE_TRY(read(m, "device", mc.device, origin, where));
   TROUPE_TRY(read(m, "repack", mc.repack, origin, where));
-  TROUPE_TRY(read(m, "kv_cache_mb", mc.kv_cache_mb, origin, where));
-  TROUPE_TRY(read(m, "kv_blocks", mc.kv_blocks, origin, where));
-  TROUPE_TRY(read(m, "max_num_seqs", mc.max_num_seqs, origin, where));
-  TROUPE_TRY(read(m, "max_num_batched_tokens", mc.max_num_batched_tokens, origin, where));
+  TROUPE_TRY(read_int(m, "kv_cache_mb", mc.kv_cache_mb, {1, limits::max_kv_cache_mb, "MiB"}, origin, where));
+  TROUPE_TRY(read_int(m, "kv_blocks", mc.kv_blocks, {0, limits::max_kv_blocks}, origin, where));
+  TROUPE_TRY(read_int(m, "max_num_seqs", mc.max_num_seqs, {1, limits::max_num_seqs}, origin, where));
+  TROUPE_TRY(read_int(m, "max_num_batched_tokens", mc.max_num_batched_tokens, {1, limits::max_num_batched_tokens}, origin, where));
   TROUPE_TRY(read(m, "enable_prefix_caching", mc.enable_prefix_caching, origin, where));
   if (mc.name.empty()) return key_error(origin, where + "name", "is required");
   if (mc.path.empty()) return key_error(origin, where + "path", "is required");
-  TROUPE_TRY(positive(mc.replicas, false, origin, where + "replicas"));
-  TROUPE_TRY(positive(mc.threads, true, origin, where + "threads"));
   if (auto d = parse_device(mc.device); !d) return key_error(origin, where + "device", d.error().message());
-  TROUPE_TRY(positive(mc.kv_cache_mb, false, origin, where + "kv_cache_mb"));
-  TROUPE_TRY(positive(mc.kv_blocks, true, origin, where + "kv_blocks"));
-  TROUPE_TRY(positive(mc.max_num_seqs, false, origin, where + "max_num_seqs"));
-  TROUPE_TRY(positive(mc.max_num_batched_tokens, false, origin, where + "max_num_batched_tokens"));
-  for (std::string* p : {&mc.path, &mc.tokenizer}) {
-    if (p->empty()) continue;
-    *p = expand_env(*p);
-    if (fs::path(*p).is_relative()) *p = (base_dir / *p).lexically_normal().string();
+  // ${VAR} expands here, in the one string already parsed: a value cannot add keys or structure.
+  for (auto [key, value] : {std::pair<const char*, std::string*>{"path", &mc.path}, {"tokenizer", &mc.tokenizer}}) {
+    std::string& p = *value;
+    if (p.empty()) continue;
+    auto expanded = expand_env(p, origin, where + key, m[key].Mark().line + 1);
+    TROUPE_TRY(expanded);
+    p = std::move(*expanded);
+    if (p.empty() && value == &mc.path) return key_error(origin, where + key, "is empty once its ${...} are expanded");
+    if (!p.empty() && fs::path(p).is_relative()) p = (base_dir / p).lexically_normal().string();
   }
   return mc;
 }
@@ -113,8 +59,9 @@ expected<routing_config> read_routing(const YAML::Node& r, const std::string& or
   TROUPE_TRY(check_keys(r, {"strategy", "load_factor", "prefix_blocks", "virtual_nodes"}, origin, "routing."));
   TROUPE_TRY(read(r, "strategy", rc.strategy, origin, "routing."));
   TROUPE_TRY(read(r, "load_factor", rc.load_factor, origin, "routing."));
-  TROUPE_TRY(read(r, "prefix_blocks", rc.prefix_blocks, origin, "routing."));
-  TROUPE_TRY(read(r, "virtual_nodes", rc.virtual_nodes, origin, "routing."));
+  // The ranges validate() checks, so a number past int is refused with them too.
+  TROUPE_TRY(read_int(r, "prefix_blocks", rc.prefix_blocks, {1, 1024}, origin, "routing."));
+  TROUPE_TRY(read_int(r, "virtual_nodes", rc.virtual_nodes, {1, 4096}, origin, "routing."));
   // validate() names the field ("routing.load_factor: ..."); the origin goes in front.
   if (auto st = validate(rc); !st) return make_error(errc::invalid_argument, origin + ": " + st.error().message());
   return rc;
@@ -138,11 +85,8 @@ expected<serve_config> parse_serve_config(const std::string& yaml_text, const st
     if (!s.IsMap()) return key_error(origin, "server", "must be a mapping");
     TROUPE_TRY(check_keys(s, {"host", "port", "http_threads"}, origin, "server."));
     TROUPE_TRY(read(s, "host", cfg.server.host, origin, "server."));
-    TROUPE_TRY(read(s, "port", cfg.server.port, origin, "server."));
-    TROUPE_TRY(read(s, "http_threads", cfg.server.http_threads, origin, "server."));
-    if (cfg.server.port < 0 || cfg.server.port > 65535)
-      return key_error(origin, "server.port", "must be in 0..65535, got " + std::to_string(cfg.server.port));
-    TROUPE_TRY(positive(cfg.server.http_threads, false, origin, "server.http_threads"));
+    TROUPE_TRY(read_int(s, "port", cfg.server.port, {0, 65535}, origin, "server."));
+    TROUPE_TRY(read_int(s, "http_threads", cfg.server.http_threads, {1, limits::max_threads}, origin, "server."));
   }
   if (const YAML::Node r = root["routing"]) {
     auto routing = read_routing(r, origin);
@@ -170,6 +114,26 @@ expected<serve_config> load_serve_config(const fs::path& file) {
   auto text = read_file(file, "config file");
   TROUPE_TRY(text);
   return parse_serve_config(*text, file.string(), file.has_parent_path() ? file.parent_path() : fs::path("."));
+}
+
+uint64_t physical_memory_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : 0;
+}
+
+status check_kv_memory(const model_config& m, const std::string& origin, const std::string& where,
+                       uint64_t physical_bytes, uint64_t block_bytes) {
+  auto d = parse_device(m.device);
+  if (!d || d->kind != device_spec::kind_t::cpu || physical_bytes == 0) return {};
+  // kv_cache_mb is at most limits::max_kv_cache_mb, so the shift cannot overflow.
+  if (static_cast<uint64_t>(m.kv_cache_mb) << 20 > physical_bytes)
+    return key_error(origin, where + "kv_cache_mb", std::to_string(m.kv_cache_mb) + " MiB is more than this machine's physical memory (" +
+                                                        std::to_string(physical_bytes >> 20) + " MiB)");
+  if (m.kv_blocks > 0 && block_bytes > 0 && static_cast<uint64_t>(m.kv_blocks) > physical_bytes / block_bytes)
+    return key_error(origin, where + "kv_blocks", std::to_string(m.kv_blocks) + " blocks of " + std::to_string(block_bytes) +
+                                                      " bytes are more than this machine's physical memory (" +
+                                                      std::to_string(physical_bytes >> 20) + " MiB)");
+  return {};
 }
 
 }  // namespace troupe

@@ -13,6 +13,18 @@
 
 namespace troupe {
 
+/// The allowed values of the integer keys (the parser refuses anything else, naming the key, the value
+/// and the range). The caps are far beyond any real use; they keep every product of these values
+/// (KV bytes, blocks of max_num_seqs contexts) clear of overflow.
+namespace limits {
+inline constexpr int64_t max_replicas = 256;
+inline constexpr int64_t max_threads = 1024;                  ///< model threads (0: all cores), http_threads
+inline constexpr int64_t max_kv_cache_mb = int64_t{1} << 24;  ///< 16 TiB; the start-up check also caps it at physical memory
+inline constexpr int64_t max_kv_blocks = 2147483647;          ///< block ids are int32
+inline constexpr int64_t max_num_seqs = 65536;
+inline constexpr int64_t max_num_batched_tokens = int64_t{1} << 24;
+}  // namespace limits
+
 /// One hosted model.
 struct model_config {
   std::string name;                      ///< the name clients ask for (required)
@@ -49,5 +61,14 @@ expected<serve_config> parse_serve_config(const std::string& yaml_text, const st
                                           const std::filesystem::path& base_dir);
 /// Reads and parses a config file (relative paths resolve against the file's directory).
 expected<serve_config> load_serve_config(const std::filesystem::path& file);
+
+/// This machine's physical memory in bytes (sysconf), 0 when unknown.
+uint64_t physical_memory_bytes();
+/// A CPU model's kv_cache_mb must fit in physical_bytes (this machine's memory; 0: unknown, no check):
+/// a budget beyond it cannot be what was meant. So must its kv_blocks when block_bytes (the bytes of
+/// one block, from the model's header) is given. The error names ORIGIN: WHEREkv_cache_mb (or
+/// kv_blocks) and both figures. A GPU's KV cache is checked by its runner when it allocates.
+status check_kv_memory(const model_config& m, const std::string& origin, const std::string& where,
+                       uint64_t physical_bytes, uint64_t block_bytes = 0);
 
 }  // namespace troupe

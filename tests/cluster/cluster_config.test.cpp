@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "runtime/model/weights.hpp"
+
 namespace troupe::cluster {
 namespace {
 
@@ -98,6 +100,98 @@ TEST(ClusterConfig, MistakesNameTheKey) {
   EXPECT_EQ(error_of("nodes:\n  - {name: a, port: 7000, http_port: 8000, data_port: 6998}\n"
                      "models:\n  - {name: m, path: x.gguf, tp: 2, replicas: [{node: a}]}\n"),
             "c.yaml: data port of shard m/0/shard1: port 7000 on 127.0.0.1 is also nodes[0].port");
+}
+
+TEST(ClusterConfig, HostileValuesAreRefusedNamingTheKey) {
+  // A duplicate key (yaml-cpp would keep the first silently), top level and nested.
+  EXPECT_EQ(error_of(base + "    replicas: [{node: w1}]\ncluster: u\n"),
+            "c.yaml: cluster: duplicate key on lines 2 and 11 (give each key once)");
+  EXPECT_EQ(error_of("nodes:\n  - name: a\n    port: 7000\n    http_port: 8000\n    port: 7001\n"),
+            "c.yaml: nodes[0].port: duplicate key on lines 3 and 5 (give each key once)");
+  EXPECT_EQ(error_of(base + "    tp: 100000\n    replicas: [{node: w1}]\n"),
+            "c.yaml: models[0].tp: must be an integer in 1..256, got 100000");
+  EXPECT_EQ(error_of(base + "    pp: -1\n    replicas: [{node: w1}]\n"), "c.yaml: models[0].pp: must be an integer in 1..256, got -1");
+  EXPECT_EQ(error_of("nodes:\n  - {name: a, port: 70000, http_port: 80}\n"), "c.yaml: nodes[0].port: must be an integer in 1..65535, got 70000");
+  EXPECT_EQ(error_of("nodes:\n  - {name: a, port: 0, http_port: 80}\n"), "c.yaml: nodes[0].port: must be an integer in 1..65535, got 0");
+  EXPECT_EQ(error_of("nodes:\n  - {name: a, port: 1, http_port: 80, threads: 5000}\n"),
+            "c.yaml: nodes[0].threads: must be an integer in 0..1024, got 5000");
+  EXPECT_EQ(error_of(base + "    replicas: [{node: w1}]\nheartbeat: {interval_ms: 0}\n"),
+            "c.yaml: heartbeat.interval_ms: must be an integer in 1..3600000, got 0");
+  EXPECT_EQ(error_of(base + "    kv_cache_mb: 100000000\n    replicas: [{node: w1}]\n"),
+            "c.yaml: models[0].kv_cache_mb: must be an integer in 1..16777216 (MiB), got 100000000");
+  EXPECT_EQ(error_of(base + "    device: cuda:0\n    tp: 2\n    replicas: [{node: w1}]\n"),
+            "c.yaml: models[0].device: cuda:0: tensor and pipeline parallelism (tp 2 x pp 1) run on the CPU only for now");
+  ::unsetenv("TROUPE_TEST_UNSET_VAR");
+  EXPECT_EQ(error_of("nodes:\n  - {name: a, port: 1, http_port: 80}\nmodels:\n  - name: m\n    path: ${TROUPE_TEST_UNSET_VAR}/m.gguf\n"
+                     "    replicas: [{node: a}]\n"),
+            "c.yaml: models[0].path: ${TROUPE_TEST_UNSET_VAR} on line 5 is not set (export it, or write "
+            "${TROUPE_TEST_UNSET_VAR:-DEFAULT})");
+}
+
+/// stories260K's shape: 8 attention heads, 4 KV heads, 5 layers.
+model_hparams stories_hp() {
+  model_hparams hp;
+  hp.n_heads = 8;
+  hp.n_kv_heads = 4;
+  hp.n_layers = 5;
+  hp.dim = 64;
+  hp.head_dim = 8;
+  hp.ffn_dim = 172;
+  return hp;
+}
+
+TEST(ClusterConfig, TpMustDivideBothHeadCountsAndPpTheLayers) {
+  auto split = [](int tp, int pp) -> std::string {
+    auto c = parse("    tp: " + std::to_string(tp) + "\n    pp: " + std::to_string(pp) + "\n    replicas: [{node: w1}]\n");
+    if (!c) return c.error().message();
+    auto st = check_model_split(*c, 0, stories_hp(), 1);
+    return st ? std::string("(accepted)") : st.error().message();
+  };
+  EXPECT_EQ(split(3, 1), "c.yaml: models[0].tp: model 'm' has 8 attention heads and 4 KV heads; tp 3 must divide both");
+  EXPECT_EQ(split(8, 1), "c.yaml: models[0].tp: model 'm' has 8 attention heads and 4 KV heads; tp 8 must divide both");
+  EXPECT_EQ(split(1, 6), "c.yaml: models[0].pp: model 'm' has 5 layers; pp 6 must be at most that");
+  EXPECT_EQ(split(2, 5), "(accepted)");
+  EXPECT_EQ(split(4, 1), "(accepted)");
+  // The rest of the layout's checks name the key too: 172 feed-forward rows over 8 ranks.
+  model_hparams wide = stories_hp();
+  wide.n_heads = wide.n_kv_heads = 8;
+  auto c = parse("    tp: 8\n    replicas: [{node: w1}]\n");
+  ASSERT_TRUE(c) << c.error().what();
+  auto st = check_model_split(*c, 0, wide, 1);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().message().rfind("c.yaml: models[0].tp: model 'm': parallel layout (tp rank 0/8, pp stage 0/1): feed-forward width 172", 0), 0u)
+      << st.error().message();
+}
+
+TEST(ClusterConfig, TheModelFilesHeaderAndThePhysicalMemoryAreCheckedForTheNodesModels) {
+  const std::string dir = TROUPE_SHARED_DIR "/models";
+  auto c = parse_cluster_config(base + "    tp: 3\n    replicas: [{scheduler: head, shards: [w1, w1, w2]}]\n", "c.yaml", dir);
+  ASSERT_TRUE(c) << c.error().what();
+  for (const char* node : {"head", "w1", "w2"}) {
+    auto st = check_model_files(*c, node, 0);
+    ASSERT_FALSE(st) << node;
+    EXPECT_EQ(st.error().message(), "c.yaml: models[0].tp: model 'm' has 8 attention heads and 4 KV heads; tp 3 must divide both");
+  }
+  auto big = parse_cluster_config(base + "    kv_cache_mb: 4096\n    replicas: [{scheduler: head, shards: [w1]}]\n", "c.yaml", dir);
+  ASSERT_TRUE(big) << big.error().what();
+  const auto st = check_model_files(*big, "w1", uint64_t{1} << 30);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().message(), "c.yaml: models[0].kv_cache_mb: 4096 MiB is more than this machine's physical memory (1024 MiB)");
+  // kv_blocks too, by the blocks' size in this model: 5 layers x 4 KV heads x 8 x 16 tokens x K and V floats.
+  auto blocks = parse_cluster_config(base + "    kv_blocks: 2147483647\n    replicas: [{node: w1}]\n", "c.yaml", dir);
+  ASSERT_TRUE(blocks) << blocks.error().what();
+  const auto bst = check_model_files(*blocks, "w1", uint64_t{1} << 30);
+  ASSERT_FALSE(bst);
+  EXPECT_EQ(bst.error().message(),
+            "c.yaml: models[0].kv_blocks: 2147483647 blocks of 20480 bytes are more than this machine's physical memory (1024 MiB)");
+  EXPECT_TRUE(check_model_files(*big, "head", uint64_t{1} << 30));  // the gateway holds no KV cache
+  EXPECT_TRUE(check_model_files(*big, "w2", uint64_t{1} << 30));    // runs nothing of it, needs no file
+  auto missing = parse_cluster_config(base + "    replicas: [{node: w1}]\n", "c.yaml", "/nonexistent");
+  ASSERT_TRUE(missing);
+  EXPECT_TRUE(check_model_files(*missing, "w2", 0));  // w2 runs nothing of the model
+  const auto gone = check_model_files(*missing, "w1", 0);
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().message().rfind("c.yaml: models[0].path: model 'm': ", 0), 0u) << gone.error().message();
 }
 
 }  // namespace

@@ -128,6 +128,16 @@ class node_process {
     return false;
   }
 
+  /// The exit code once the process has ended by itself (it is reaped then), else -1.
+  int exited() {
+    if (pid_ <= 0) return exit_code_;
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) != pid_) return -1;
+    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    pid_ = -1;
+    return exit_code_;
+  }
+
  private:
   std::string config_, name_;
   std::filesystem::path log_path_;

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "tools/troupe/commands.hpp"
@@ -57,6 +58,12 @@ int run_node(const node_args& a) {
                  cfg->node_names().c_str());
     return 1;
   }
+  // The model files' heads and layers against tp and pp, and the KV budgets against this machine's
+  // memory: a split that cannot load fails here, not in a shard while the gateway waits for it.
+  if (auto st = cluster::check_model_files(*cfg, a.name, physical_memory_bytes()); !st) {
+    std::fprintf(stderr, "troupe node: %s\n", st.error().what().c_str());
+    return 1;
+  }
   if (a.check) {
     std::fputs(describe(*cfg, a.name).c_str(), stdout);
     return 0;
@@ -76,16 +83,24 @@ int run_node(const node_args& a) {
     std::fprintf(stderr, "troupe node: %s: listening on http://%s:%u\n", a.name.c_str(),
                  cfg->find_node(a.name)->http_host.c_str(), (*node)->http_port());
   std::fflush(stderr);
-  std::fprintf(stderr, "troupe node: %s received, stopping\n", signals.wait());
-  if (!(*node)->stop(std::chrono::seconds(30))) {
+  // Until a signal, or until a part of the node fails for good: then the node stops and exits 1.
+  const char* sig = nullptr;
+  std::optional<error> failure;
+  while (!sig && !(failure = (*node)->failure())) sig = signals.wait_for(200);
+  if (failure)
+    std::fprintf(stderr, "troupe node: %s: %s; stopping\n", a.name.c_str(), failure->what().c_str());
+  else
+    std::fprintf(stderr, "troupe node: %s received, stopping\n", sig);
+  const int code = failure ? 1 : 0;
+  if (!(*node)->stop(std::chrono::seconds(failure ? 0 : 30))) {
     // A shard still waits for peers that left: nothing is in flight, so leave without the actor
     // system's shutdown, which would wait for that thread.
     std::fprintf(stderr, "troupe node: a shard was still waiting for its data-plane peers; exiting without waiting\n");
     std::fflush(stderr);
-    std::_Exit(0);
+    std::_Exit(code);
   }
   node->reset();
-  return 0;
+  return code;
 }
 #else
 int run_node(const node_args&) {

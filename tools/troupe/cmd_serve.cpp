@@ -7,8 +7,10 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
+#include "runtime/config/model_header.hpp"
 #include "runtime/config/serve_config.hpp"
 #include "runtime/core/log.hpp"
 #include "runtime/hub/pull.hpp"
@@ -35,6 +37,7 @@ struct serve_args {
   bool host_given = false, port_given = false;
   std::string routing;              ///< --routing: the router's strategy, over the config's
   model_config model_defaults;      ///< settings of the --model entries
+  bool check = false;               ///< --check: validate the config and the model files, then exit
 };
 
 }  // namespace
@@ -67,6 +70,12 @@ std::pair<std::string, std::string> split_model_arg(const std::string& arg) {
 namespace {
 
 #if defined(TROUPE_HAVE_ACTORS)
+/// Where model i of cfg came from, for errors: (the config file, "models[i].") or ("--model NAME", "").
+std::pair<std::string, std::string> model_origin(const serve_args& a, const serve_config& cfg, size_t i) {
+  if (!a.config.empty() && i < cfg.models.size() - a.models.size()) return {a.config, "models[" + std::to_string(i) + "]."};
+  return {"troupe serve --model " + cfg.models[i].name, ""};
+}
+
 /// The models and server settings: the config file's, then the --model entries.
 expected<serve_config> resolve_config(const serve_args& a) {
   serve_config cfg;
@@ -91,7 +100,31 @@ expected<serve_config> resolve_config(const serve_args& a) {
       if (other.name == m.name) return make_error(errc::invalid_argument, "model name '" + m.name + "' is given twice");
     cfg.models.push_back(std::move(m));
   }
+  // A KV budget beyond this machine's memory cannot be meant (the engine would cap it silently).
+  for (size_t i = 0; i < cfg.models.size(); ++i) {
+    const auto [origin, where] = model_origin(a, cfg, i);
+    TROUPE_TRY(check_kv_memory(cfg.models[i], origin, where, physical_memory_bytes()));
+  }
   return cfg;
+}
+
+/// --check: every model's file header too (and kv_blocks by its block size), then what would run.
+int check_serve(const serve_args& a, const serve_config& cfg) {
+  for (size_t i = 0; i < cfg.models.size(); ++i) {
+    const model_config& m = cfg.models[i];
+    const auto [origin, where] = model_origin(a, cfg, i);
+    auto h = read_model_header(m, origin, where);
+    status st = h ? check_kv_memory(m, origin, where, physical_memory_bytes(), kv_block_bytes(h->hp)) : status{unexpected{h.error()}};
+    if (!st) {
+      std::fprintf(stderr, "troupe serve: %s\n", st.error().what().c_str());
+      return 1;
+    }
+    std::printf("model %s: %s (%lld layers, %lld heads, %lld KV heads), %d replica%s on %s\n", m.name.c_str(), m.path.c_str(),
+                static_cast<long long>(h->hp.n_layers), static_cast<long long>(h->hp.n_heads),
+                static_cast<long long>(h->hp.n_kv_heads), m.replicas, m.replicas == 1 ? "" : "s", m.device.c_str());
+  }
+  std::printf("server: http://%s:%d\n", cfg.server.host.c_str(), cfg.server.port);
+  return 0;
 }
 
 int run_serve(const serve_args& a) {
@@ -101,6 +134,7 @@ int run_serve(const serve_args& a) {
     return 1;
   }
   const serve_config& config = *resolved;
+  if (a.check) return check_serve(a, config);
   stop_signals signals;  // before any thread starts
 
   caf::actor_system_config cfg;
@@ -147,6 +181,7 @@ void add_serve(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("serve", "serve models over the OpenAI-compatible HTTP API");
   cmd->add_option("--model,-m", args->models, "model to serve: PATH or NAME=PATH (repeat for several; default: $TROUPE_MODEL or stories260K)");
   cmd->add_option("--config,-c", args->config, "YAML config: server settings and models (see deploy/troupe.yaml)");
+  cmd->add_flag("--check", args->check, "check the config and each model file's header, print what would be served, then exit");
   cmd->add_option("--host", args->host, "address to bind (overrides the config)")->capture_default_str();
   cmd->add_option("--port", args->port, "port, 0: any free port, printed on stderr (overrides the config)")->capture_default_str()->check(CLI::Range(0, 65535));
   std::vector<std::string> strategies(routing_strategy_names().begin(), routing_strategy_names().end());
@@ -154,13 +189,13 @@ void add_serve(CLI::App& app) {
                                                   " (default: the config's, else chwbl)")
       ->check(CLI::IsMember(strategies));
   model_config& d = args->model_defaults;
-  cmd->add_option("--threads,-t", d.threads, "CPU threads per replica of a --model (default: all cores)");
+  cmd->add_option("--threads,-t", d.threads, "CPU threads per replica of a --model (default: all cores)")->check(CLI::Range(int64_t{0}, limits::max_threads));
   cmd->add_option("--device", d.device, "where each --model runs: cpu, or cuda:N for a GPU")->capture_default_str();
   cmd->add_flag("!--no-repack", d.repack, "CPU: each --model reads its weights from the mapped file (shared by replicas) instead of copies in huge pages");
-  cmd->add_option("--replicas", d.replicas, "replicas of each --model")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--kv-mb", d.kv_cache_mb, "KV cache budget per replica in MiB")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--max-num-seqs", d.max_num_seqs, "sequences in a batch at most")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--max-num-batched-tokens", d.max_num_batched_tokens, "tokens per scheduler step at most")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--replicas", d.replicas, "replicas of each --model")->capture_default_str()->check(CLI::Range(int64_t{1}, limits::max_replicas));
+  cmd->add_option("--kv-mb", d.kv_cache_mb, "KV cache budget per replica in MiB")->capture_default_str()->check(CLI::Range(int64_t{1}, limits::max_kv_cache_mb));
+  cmd->add_option("--max-num-seqs", d.max_num_seqs, "sequences in a batch at most")->capture_default_str()->check(CLI::Range(int64_t{1}, limits::max_num_seqs));
+  cmd->add_option("--max-num-batched-tokens", d.max_num_batched_tokens, "tokens per scheduler step at most")->capture_default_str()->check(CLI::Range(int64_t{1}, limits::max_num_batched_tokens));
   cmd->callback([args, cmd] {
     args->host_given = cmd->count("--host") > 0;
     args->port_given = cmd->count("--port") > 0;

@@ -22,6 +22,8 @@ class stop_signals {
   stop_signals();
   /// Waits for SIGTERM or SIGINT; its name.
   const char* wait();
+  /// Waits up to `ms` milliseconds; the signal's name, or nullptr when none came.
+  const char* wait_for(long ms);
 
  private:
   sigset_t set_;

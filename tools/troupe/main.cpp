@@ -23,6 +23,13 @@ const char* stop_signals::wait() {
   sigwait(&set_, &sig);
   return sig == SIGTERM ? "SIGTERM" : "SIGINT";
 }
+
+const char* stop_signals::wait_for(long ms) {
+  const timespec t{ms / 1000, (ms % 1000) * 1000000};
+  const int sig = sigtimedwait(&set_, nullptr, &t);
+  if (sig < 0) return nullptr;  // timeout, or interrupted by another signal
+  return sig == SIGTERM ? "SIGTERM" : "SIGINT";
+}
 }  // namespace troupe::cli
 
 int main(int argc, char** argv) {

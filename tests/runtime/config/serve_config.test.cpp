@@ -54,10 +54,10 @@ TEST(ServeConfig, ErrorsNameTheKeyAndTheProblem) {
   EXPECT_NE(error_of("models: []").find("models: must be a non-empty list"), std::string::npos);
   EXPECT_NE(error_of("models:\n  - {name: a}").find("models[0].path: is required"), std::string::npos);
   EXPECT_NE(error_of("models:\n  - {name: a, path: x, replica: 2}").find("models[0].replica: unknown key"), std::string::npos);
-  EXPECT_NE(error_of("models:\n  - {name: a, path: x, replicas: two}").find("models[0].replicas: must be an integer"), std::string::npos);
-  EXPECT_NE(error_of("models:\n  - {name: a, path: x, replicas: 0}").find("models[0].replicas: must be > 0"), std::string::npos);
+  EXPECT_NE(error_of("models:\n  - {name: a, path: x, replicas: two}").find("models[0].replicas: must be an integer in 1..256, got two"), std::string::npos);
+  EXPECT_NE(error_of("models:\n  - {name: a, path: x, replicas: 0}").find("models[0].replicas: must be an integer in 1..256, got 0"), std::string::npos);
   EXPECT_NE(error_of("models:\n  - {name: a, path: x}\n  - {name: a, path: y}").find("models[1].name: 'a' is listed twice"), std::string::npos);
-  EXPECT_NE(error_of("server: {port: 70000}\nmodels:\n  - {name: a, path: x}").find("server.port: must be in 0..65535"), std::string::npos);
+  EXPECT_NE(error_of("server: {port: 70000}\nmodels:\n  - {name: a, path: x}").find("server.port: must be an integer in 0..65535, got 70000"), std::string::npos);
   EXPECT_NE(error_of("sever: {}\nmodels:\n  - {name: a, path: x}").find("sever: unknown key"), std::string::npos);
   EXPECT_NE(error_of("models: [").find("not valid YAML"), std::string::npos);
   EXPECT_NE(error_of("").find("the file is empty"), std::string::npos);
