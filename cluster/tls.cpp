@@ -93,9 +93,27 @@ std::string failure_reason(const SSL* ssl, int ssl_error) {
   return ssl_error == SSL_ERROR_SYSCALL ? "the connection closed during the handshake" : "handshake failed";
 }
 
+/// What the wrappers keep per connection: its peer (read while the socket is fresh: once the handshake
+/// failed the peer may be gone) and whether its failure was logged (CAF calls again after a failure).
+struct connection_note {
+  std::string peer;
+  bool logged = false;
+};
+
+void free_note(void*, void* p, CRYPTO_EX_DATA*, int, long, void*) { delete static_cast<connection_note*>(p); }
+
+connection_note& note_of(SSL* ssl) {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, free_note);
+  auto* note = static_cast<connection_note*>(SSL_get_ex_data(ssl, index));
+  if (!note) {
+    note = new connection_note{peer_of(ssl)};
+    SSL_set_ex_data(ssl, index, note);
+  }
+  return *note;
+}
+
 /// One log line per (peer address, reason) every 10 s at most, so a flood does not flood the log.
-void log_failure(const SSL* ssl, int ssl_error, bool accepting) {
-  const std::string peer = peer_of(ssl);
+void log_failure(const SSL* ssl, const std::string& peer, int ssl_error, bool accepting) {
   const std::string reason = failure_reason(ssl, ssl_error);
   const std::string host = peer.substr(0, peer.rfind(':'));
   static std::mutex mu;
@@ -124,11 +142,15 @@ void log_failure(const SSL* ssl, int ssl_error, bool accepting) {
 using handshake_fn = int (*)(SSL*);
 
 int logged_handshake(SSL* ssl, handshake_fn real, bool accepting) {
+  connection_note& note = note_of(ssl);
   ERR_clear_error();
   const int ret = real(ssl);
-  if (ret == 1) return ret;
+  if (ret == 1 || note.logged) return ret;
   const int err = SSL_get_error(ssl, ret);
-  if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) log_failure(ssl, err, accepting);
+  if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+    note.logged = true;
+    log_failure(ssl, note.peer, err, accepting);
+  }
   return ret;
 }
 

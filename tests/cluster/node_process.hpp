@@ -118,6 +118,7 @@ class node_process {
   }
 
   std::string log() const { return read_text(log_path_); }
+  pid_t pid() const { return pid_; }
 
  private:
   std::string config_, name_;
