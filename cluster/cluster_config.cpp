@@ -76,7 +76,7 @@ expected<node_config> read_node(const YAML::Node& n, const std::string& origin, 
 /// The `tls` section, paths resolved against config_dir.
 expected<tls_config> read_tls(const YAML::Node& t, const std::string& origin, const fs::path& config_dir) {
   if (!t.IsMap()) return key_error(origin, "tls", "must be a mapping: {dir: DIR} or {ca: FILE, cert: FILE, key: FILE}");
-  TROUPE_TRY(check_keys(t, {"dir", "ca", "cert", "key"}, origin, "tls."));
+  TROUPE_TRY(check_keys(t, {"dir", "ca", "cert", "key", "handshake_timeout_ms"}, origin, "tls."));
   tls_config tc;
   tc.enabled = true;
   std::string dir;
@@ -84,6 +84,8 @@ expected<tls_config> read_tls(const YAML::Node& t, const std::string& origin, co
   TROUPE_TRY(read(t, "ca", tc.ca, origin, "tls."));
   TROUPE_TRY(read(t, "cert", tc.cert, origin, "tls."));
   TROUPE_TRY(read(t, "key", tc.key, origin, "tls."));
+  TROUPE_TRY(read(t, "handshake_timeout_ms", tc.handshake_timeout_ms, origin, "tls."));
+  TROUPE_TRY(positive(tc.handshake_timeout_ms, false, origin, "tls.handshake_timeout_ms"));
   if (!dir.empty()) {
     if (tc.ca.empty()) tc.ca = (fs::path(dir) / "ca.pem").string();
     if (tc.cert.empty()) tc.cert = (fs::path(dir) / "{node}.pem").string();

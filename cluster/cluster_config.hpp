@@ -71,6 +71,7 @@ struct tls_config {
   std::string ca;        ///< the cluster CA's certificate (PEM)
   std::string cert;      ///< a node's certificate (PEM), {node} replaced
   std::string key;       ///< a node's private key (unencrypted PEM; keep it 0600)
+  int handshake_timeout_ms = 10000;  ///< an accepted connection not through its handshake by then is closed
 };
 
 /// The three files one node uses.

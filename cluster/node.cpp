@@ -88,7 +88,7 @@ status configure_node_system(caf::actor_system_config& sys_cfg, const cluster_co
   if (auto ok = check_tls_files(files); !ok)
     return make_error(ok.error().code(), "node '" + name + "': " + ok.error().message());
   if (const std::string w = key_mode_warning(files.key); !w.empty()) spdlog::warn("node {}: {}", name, w);
-  configure_tls(sys_cfg, files, name);
+  configure_tls(sys_cfg, files, name, std::chrono::milliseconds(cfg.tls.handshake_timeout_ms));
   return {};
 }
 

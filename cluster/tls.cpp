@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -9,14 +10,18 @@
 #include <openssl/x509v3.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/manager.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <map>
 #include <mutex>
+#include <set>
+#include <thread>
 
 #include "cluster/pem.hpp"
 #include "runtime/core/log.hpp"
@@ -58,8 +63,14 @@ std::string verify_under(X509* ca, X509* cert, int purpose) {
 //   to a node dropped its links to the other nodes).
 // - A handshake that failed for good (not "wants more bytes") is logged with the peer and the reason:
 //   CAF's module logs nothing in a build without CAF logging.
+// - An accepted connection that has not completed its handshake within tls.handshake_timeout_ms is
+//   shut down: CAF has no such timeout, and each silent connection held ~47 KB (an SSL context) for
+//   as long as the client kept it open. A watchdog thread holds a dup of each pending socket (so it
+//   never touches a descriptor CAF has closed and the kernel reused) and shuts it down at the
+//   deadline; CAF's next read then fails the handshake and closes the connection.
 
 std::string node_label = "?";  // set by configure_tls before any connection
+std::chrono::milliseconds handshake_timeout{10000};
 
 /// "1.2.3.4:5678" of the socket's peer.
 std::string peer_of(const SSL* ssl) {
@@ -82,7 +93,8 @@ std::string peer_of(const SSL* ssl) {
 }
 
 /// Why the handshake failed, without taking OpenSSL's error queue from CAF (it peeks, never pops).
-std::string failure_reason(const SSL* ssl, int ssl_error) {
+std::string failure_reason(const SSL* ssl, int ssl_error, bool timed_out) {
+  if (timed_out) return "no TLS handshake within " + std::to_string(handshake_timeout.count()) + " ms";
   if (const long v = SSL_get_verify_result(ssl); v != X509_V_OK)
     return std::string("peer certificate: ") + X509_verify_cert_error_string(v);
   if (const unsigned long e = ERR_peek_last_error()) {
@@ -94,27 +106,77 @@ std::string failure_reason(const SSL* ssl, int ssl_error) {
 }
 
 /// What the wrappers keep per connection: its peer (read while the socket is fresh: once the handshake
-/// failed the peer may be gone) and whether its failure was logged (CAF calls again after a failure).
+/// failed the peer may be gone), whether its failure was logged (CAF calls again after a failure), and
+/// while an accepted connection's handshake is pending, the watchdog's dup of its socket.
 struct connection_note {
   std::string peer;
   bool logged = false;
+  int watch_fd = -1;
+  std::chrono::steady_clock::time_point deadline;
+  std::atomic<bool> timed_out{false};
 };
 
-void free_note(void*, void* p, CRYPTO_EX_DATA*, int, long, void*) { delete static_cast<connection_note*>(p); }
+std::mutex watch_mu;
+std::set<connection_note*> watched;  // pending handshakes, guarded by watch_mu (as is every watch_fd)
 
-connection_note& note_of(SSL* ssl) {
+/// Shuts down every pending handshake past its deadline, forever (a detached thread).
+[[noreturn]] void watchdog() {
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const auto now = std::chrono::steady_clock::now();
+    std::lock_guard lock(watch_mu);
+    for (auto it = watched.begin(); it != watched.end();) {
+      if (now < (*it)->deadline) {
+        ++it;
+        continue;
+      }
+      (*it)->timed_out = true;
+      ::shutdown((*it)->watch_fd, SHUT_RDWR);
+      it = watched.erase(it);
+    }
+  }
+}
+
+void watch(connection_note& n, int fd) {
+  std::lock_guard lock(watch_mu);
+  n.watch_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (n.watch_fd < 0) return;  // out of descriptors: the connection goes unwatched
+  n.deadline = std::chrono::steady_clock::now() + handshake_timeout;
+  watched.insert(&n);
+  static std::once_flag started;
+  std::call_once(started, [] { std::thread(watchdog).detach(); });
+}
+
+void unwatch(connection_note& n) {
+  std::lock_guard lock(watch_mu);
+  watched.erase(&n);
+  if (n.watch_fd >= 0) ::close(n.watch_fd);
+  n.watch_fd = -1;
+}
+
+void free_note(void*, void* p, CRYPTO_EX_DATA*, int, long, void*) {
+  auto* note = static_cast<connection_note*>(p);
+  if (!note) return;
+  unwatch(*note);
+  delete note;
+}
+
+/// The note of a connection, made at the first handshake call (then the watch of an accepted one starts).
+connection_note& note_of(SSL* ssl, bool accepting) {
   static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, free_note);
   auto* note = static_cast<connection_note*>(SSL_get_ex_data(ssl, index));
   if (!note) {
-    note = new connection_note{peer_of(ssl)};
+    note = new connection_note;
+    note->peer = peer_of(ssl);
     SSL_set_ex_data(ssl, index, note);
+    if (accepting) watch(*note, SSL_get_fd(ssl));
   }
   return *note;
 }
 
 /// One log line per (peer address, reason) every 10 s at most, so a flood does not flood the log.
-void log_failure(const SSL* ssl, const std::string& peer, int ssl_error, bool accepting) {
-  const std::string reason = failure_reason(ssl, ssl_error);
+void log_failure(const SSL* ssl, const std::string& peer, int ssl_error, bool accepting, bool timed_out) {
+  const std::string reason = failure_reason(ssl, ssl_error, timed_out);
   const std::string host = peer.substr(0, peer.rfind(':'));
   static std::mutex mu;
   static std::map<std::string, std::pair<std::chrono::steady_clock::time_point, int>> recent;  // -> last log, suppressed
@@ -142,15 +204,18 @@ void log_failure(const SSL* ssl, const std::string& peer, int ssl_error, bool ac
 using handshake_fn = int (*)(SSL*);
 
 int logged_handshake(SSL* ssl, handshake_fn real, bool accepting) {
-  connection_note& note = note_of(ssl);
+  connection_note& note = note_of(ssl, accepting);
   ERR_clear_error();
   const int ret = real(ssl);
-  if (ret == 1 || note.logged) return ret;
-  const int err = SSL_get_error(ssl, ret);
-  if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
-    note.logged = true;
-    log_failure(ssl, note.peer, err, accepting);
+  if (ret == 1) {
+    unwatch(note);
+    return ret;
   }
+  const int err = SSL_get_error(ssl, ret);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE || note.logged) return ret;
+  unwatch(note);
+  note.logged = true;
+  log_failure(ssl, note.peer, err, accepting, note.timed_out);
   return ret;
 }
 
@@ -194,8 +259,10 @@ std::string key_mode_warning(const fs::path& key) {
   return "tls.key: " + key.string() + " can be read by other users (mode " + mode + "); chmod 600 it";
 }
 
-void configure_tls(caf::actor_system_config& cfg, const tls_files& files, const std::string& node_name) {
+void configure_tls(caf::actor_system_config& cfg, const tls_files& files, const std::string& node_name,
+                   std::chrono::milliseconds timeout) {
   node_label = node_name;
+  handshake_timeout = timeout;
   // Any of these set makes CAF's module require and verify certificates on both sides.
   cfg.openssl_cafile = files.ca.string();
   cfg.openssl_certificate = files.cert.string();

@@ -14,10 +14,12 @@
 // I/O thread's OpenSSL error queue, where it made the next connection of that thread fail (one garbage
 // connection dropped a node's healthy links), and its module logs nothing in a build without CAF
 // logging (Debian's): the wrappers clear the queue before each call and log a refused peer with its
-// address and OpenSSL's reason.
+// address and OpenSSL's reason, and shut down a connection whose handshake does not complete within
+// tls.handshake_timeout_ms (CAF has no such timeout).
 
 #include <caf/actor_system_config.hpp>
 
+#include <chrono>
 #include <string>
 
 #include "cluster/cluster_config.hpp"
@@ -34,7 +36,9 @@ status check_tls_files(const tls_files& files);
 std::string key_mode_warning(const std::filesystem::path& key);
 
 /// Loads CAF's OpenSSL module (after the middleman) with the node's files; every TLS handshake that
-/// fails from then on is logged as node `node_name`'s. Call before the actor system is created.
-void configure_tls(caf::actor_system_config& cfg, const tls_files& files, const std::string& node_name);
+/// fails from then on is logged as node `node_name`'s, and an accepted connection without a completed
+/// handshake after handshake_timeout is shut down. Call before the actor system is created.
+void configure_tls(caf::actor_system_config& cfg, const tls_files& files, const std::string& node_name,
+                   std::chrono::milliseconds handshake_timeout);
 
 }  // namespace troupe::cluster

@@ -153,6 +153,8 @@ TEST(ClusterConfig, TlsAndHostMistakesNameTheKey) {
   const std::string one = "    replicas: [{node: w1}]\n";
   EXPECT_EQ(error_of(base + one + "tls: {ca: ca.pem, cert: x.pem}\n"), "c.yaml: tls.key: is required (or give tls.dir)");
   EXPECT_EQ(error_of(base + one + "tls: {dir: certs, certs: x}\n").rfind("c.yaml: tls.certs: unknown key", 0), 0u);
+  EXPECT_EQ(error_of(base + one + "tls: {dir: certs, handshake_timeout_ms: 0}\n"),
+            "c.yaml: tls.handshake_timeout_ms: must be > 0, got 0");
   EXPECT_EQ(error_of(base + one + "tls: certs\n"), "c.yaml: tls: must be a mapping: {dir: DIR} or {ca: FILE, cert: FILE, key: FILE}");
   EXPECT_EQ(error_of("nodes:\n  - {name: ../x, port: 7000, http_port: 8000}\nmodels:\n  - {name: m, path: x.gguf, replicas: [{node: ../x}]}\n"
                      "tls: {dir: certs}\n"),
