@@ -54,7 +54,7 @@ std::string verify_under(X509* ca, X509* cert, int purpose) {
 // CAF's session (libcaf_openssl/src/openssl/session.cpp) calls SSL_accept, SSL_connect, SSL_read and
 // SSL_write itself, with no hook. troupe's executable defines these symbols (exported to the dynamic
 // table, see cluster/CMakeLists.txt), so libcaf_openssl's calls land here, and each calls OpenSSL's own
-// function. Two things are added:
+// function. Three things are added:
 //
 // - The thread's OpenSSL error queue is cleared before each call, as SSL_get_error requires. CAF
 //   drains it only inside its log macros, which Debian's build compiles out: one failed handshake left
