@@ -1,8 +1,10 @@
 #include "cluster/cluster_config.hpp"
 
+#include <arpa/inet.h>
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -50,10 +52,39 @@ expected<node_config> read_node(const YAML::Node& n, const std::string& origin, 
   }
   if (nc.name.empty()) return key_error(origin, where + "name", "is required");
   if (nc.host.empty()) return key_error(origin, where + "host", "must not be empty");
+  if (nc.host == "0.0.0.0" || nc.host == "::" || nc.host == "*")
+    return key_error(origin, where + "host",
+                     "must be the address other nodes reach this node at, not a wildcard (" + nc.host +
+                         " would open the control port on every interface)");
   if (!n["port"]) return key_error(origin, where + "port", "is required (the node's control-plane port)");
   if (nc.data_port == 0) nc.data_port = nc.port + 100;  // past 65535 only with shards: refused below
   if (nc.http_host.empty()) nc.http_host = nc.host;
   return nc;
+}
+
+/// The `tls` section, paths resolved against config_dir.
+expected<tls_config> read_tls(const YAML::Node& t, const std::string& origin, const fs::path& config_dir) {
+  if (!t.IsMap()) return key_error(origin, "tls", "must be a mapping: {dir: DIR} or {ca: FILE, cert: FILE, key: FILE}");
+  TROUPE_TRY(check_keys(t, {"dir", "ca", "cert", "key", "handshake_timeout_ms"}, origin, "tls."));
+  tls_config tc;
+  tc.enabled = true;
+  std::string dir;
+  TROUPE_TRY(read(t, "dir", dir, origin, "tls."));
+  TROUPE_TRY(read(t, "ca", tc.ca, origin, "tls."));
+  TROUPE_TRY(read(t, "cert", tc.cert, origin, "tls."));
+  TROUPE_TRY(read(t, "key", tc.key, origin, "tls."));
+  TROUPE_TRY(read(t, "handshake_timeout_ms", tc.handshake_timeout_ms, origin, "tls."));
+  TROUPE_TRY(positive(tc.handshake_timeout_ms, false, origin, "tls.handshake_timeout_ms"));
+  if (!dir.empty()) {
+    if (tc.ca.empty()) tc.ca = (fs::path(dir) / "ca.pem").string();
+    if (tc.cert.empty()) tc.cert = (fs::path(dir) / "{node}.pem").string();
+    if (tc.key.empty()) tc.key = (fs::path(dir) / "{node}.key").string();
+  }
+  for (auto [key, value] : {std::pair{"ca", &tc.ca}, {"cert", &tc.cert}, {"key", &tc.key}}) {
+    if (value->empty()) return key_error(origin, std::string("tls.") + key, "is required (or give tls.dir)");
+    if (fs::path(*value).is_relative()) *value = (config_dir / *value).lexically_normal().string();
+  }
+  return tc;
 }
 
 std::string hex_digest(const std::string& text) {
@@ -63,6 +94,29 @@ std::string hex_digest(const std::string& text) {
 }
 
 }  // namespace
+
+bool is_file_safe_name(const std::string& name) {
+  return !name.empty() && name != "." && name != ".." && name != "ca" &&
+         std::all_of(name.begin(), name.end(), [](char c) {
+           return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+         });
+}
+
+bool is_loopback_host(const std::string& host) {
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  return ::inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
+tls_files cluster_config::tls_files_of(const std::string& node) const {
+  auto with_node = [&](std::string pattern) {
+    for (size_t at; (at = pattern.find("{node}")) != std::string::npos;) pattern.replace(at, 6, node);
+    return fs::path(pattern);
+  };
+  return tls_files{with_node(tls.ca), with_node(tls.cert), with_node(tls.key)};
+}
 
 const node_config* cluster_config::find_node(const std::string& n) const {
   for (const auto& node : nodes)
@@ -102,13 +156,13 @@ data_ports shard_data_ports(const cluster_config& cfg, const shard_slot& slot) {
 }
 
 expected<cluster_config> parse_cluster_config(const std::string& yaml_text, const std::string& origin,
-                                              const fs::path& model_dir) {
+                                              const fs::path& model_dir, const fs::path& config_dir) {
   auto parsed = parse_yaml(yaml_text, origin);
   TROUPE_TRY(parsed);
   const YAML::Node root = *parsed;
   if (!root || root.IsNull()) return key_error(origin, "nodes", "the file is empty; list the nodes and the models");
   if (!root.IsMap()) return key_error(origin, "(top level)", "must be a mapping with `nodes` and `models`");
-  TROUPE_TRY(check_keys(root, {"cluster", "nodes", "models", "routing", "heartbeat"}, origin, ""));
+  TROUPE_TRY(check_keys(root, {"cluster", "nodes", "models", "routing", "heartbeat", "tls"}, origin, ""));
   cluster_config cfg;
   cfg.digest = hex_digest(yaml_text);
   cfg.origin = origin;
@@ -148,6 +202,24 @@ expected<cluster_config> parse_cluster_config(const std::string& yaml_text, cons
   }
   if (std::none_of(cfg.nodes.begin(), cfg.nodes.end(), [](const node_config& n) { return n.http_port > 0; }))
     return key_error(origin, "nodes", "no node has an http_port: give the node that runs the gateway one");
+  if (const YAML::Node t = root["tls"]) {
+    auto tls = read_tls(t, origin, config_dir);
+    TROUPE_TRY(tls);
+    cfg.tls = std::move(*tls);
+    if ((cfg.tls.cert + cfg.tls.key).find("{node}") != std::string::npos)
+      for (size_t i = 0; i < cfg.nodes.size(); ++i)
+        if (!is_file_safe_name(cfg.nodes[i].name))
+          return key_error(origin, "nodes[" + std::to_string(i) + "].name",
+                           "must be letters, digits, '.', '_' or '-', and not 'ca': tls names files after the nodes");
+  } else {
+    // Without TLS anyone who reaches a control port is a peer; only loopback keeps that to this machine.
+    for (size_t i = 0; i < cfg.nodes.size(); ++i)
+      if (!is_loopback_host(cfg.nodes[i].host))
+        return key_error(origin, "tls",
+                         "is required: node '" + cfg.nodes[i].name + "' listens on " + cfg.nodes[i].host +
+                             ", not a loopback address, and nodes must authenticate each other there: add "
+                             "`tls: {dir: certs}` and make the files with `troupe certs --config FILE`");
+  }
 
   const YAML::Node models = root["models"];
   if (!models || !models.IsSequence() || models.size() == 0)
@@ -230,7 +302,8 @@ expected<cluster_config> load_cluster_config(const fs::path& file) {
   TROUPE_TRY(text);
   fs::path model_dir = file.has_parent_path() ? file.parent_path() : fs::path(".");
   if (const char* env = std::getenv("TROUPE_MODEL_DIR"); env && *env) model_dir = env;
-  return parse_cluster_config(*text, file.string(), model_dir);
+  const fs::path config_dir = file.has_parent_path() ? file.parent_path() : fs::path(".");
+  return parse_cluster_config(*text, file.string(), model_dir, config_dir);
 }
 
 }  // namespace troupe::cluster

@@ -20,6 +20,7 @@
 //         - {scheduler: head, shards: [w1, w2]}   # shards: tp x pp node names, stage by stage
 //         - {node: w1}                            # scheduler and every shard on w1
 //       # and every per-model key of `troupe serve` (threads, kv_cache_mb, max_num_seqs, ...)
+//   tls: {dir: certs}                     # mutual TLS between nodes (cluster/tls.hpp); see tls_config
 
 #include <cstdint>
 #include <filesystem>
@@ -68,14 +69,41 @@ struct heartbeat_config {
   int timeout_ms = 1500;  ///< no answer for this long: the replica is taken out of routing
 };
 
+/// Mutual TLS on the control port: each node presents its certificate and key, and accepts only
+/// peers whose certificate the cluster CA signed. `dir: D` is short for ca: D/ca.pem,
+/// cert: D/{node}.pem, key: D/{node}.key (what `troupe certs --out D` writes); ca, cert and key
+/// override it. {node} is the node's name; relative paths are relative to the config file.
+struct tls_config {
+  bool enabled = false;  ///< a `tls` section is present
+  std::string ca;        ///< the cluster CA's certificate (PEM)
+  std::string cert;      ///< a node's certificate (PEM), {node} replaced
+  std::string key;       ///< a node's private key (unencrypted PEM; keep it 0600)
+  int handshake_timeout_ms = 10000;  ///< an accepted connection not through its handshake by then is closed
+};
+
+/// The three files one node uses.
+struct tls_files {
+  std::filesystem::path ca, cert, key;
+};
+
+/// Whether a node name can name its TLS files: letters, digits, '.', '_', '-'; not ".", ".." or "ca".
+bool is_file_safe_name(const std::string& name);
+
+/// Whether host is a loopback address (127.0.0.0/8, ::1 or localhost).
+bool is_loopback_host(const std::string& host);
+
 struct cluster_config {
   std::string name = "troupe";
   std::vector<node_config> nodes;
   std::vector<cluster_model> models;
   routing_config routing;
   heartbeat_config heartbeat;
+  tls_config tls;      ///< required unless every node is on loopback
   std::string digest;  ///< hash of the file's text: peers with another digest are refused
   std::string origin;  ///< the file, for errors
+
+  /// The TLS files of `node` (tls.enabled only).
+  tls_files tls_files_of(const std::string& node) const;
 
   const node_config* find_node(const std::string& name) const;
   /// "a, b, c": every node name, for errors.
@@ -109,11 +137,12 @@ data_ports shard_data_ports(const cluster_config& cfg, const shard_slot& slot);
 std::vector<shard_slot> shards_on(const cluster_config& cfg, const std::string& node);
 
 /// Parses YAML text; origin names the source in errors. Relative model paths resolve against
-/// model_dir. The digest hashes yaml_text.
+/// model_dir, relative TLS paths against config_dir. The digest hashes yaml_text.
 expected<cluster_config> parse_cluster_config(const std::string& yaml_text, const std::string& origin,
-                                              const std::filesystem::path& model_dir);
+                                              const std::filesystem::path& model_dir,
+                                              const std::filesystem::path& config_dir = ".");
 /// Reads a cluster config; relative model paths resolve against $TROUPE_MODEL_DIR when set, else the
-/// file's directory.
+/// file's directory; relative TLS paths against the file's directory.
 expected<cluster_config> load_cluster_config(const std::filesystem::path& file);
 
 /// Whether model models[index] splits as its tp and pp say over a model of these hyper-parameters:

@@ -14,6 +14,8 @@
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/publish.hpp>
+#include <caf/openssl/remote_actor.hpp>
 
 #include "actors/gateway.hpp"
 #include "actors/messages.hpp"
@@ -22,6 +24,7 @@
 #include "actors/shard_actor.hpp"
 #include "actors/topology.hpp"
 #include "cluster/handshake.hpp"
+#include "cluster/tls.hpp"
 #include "runtime/comm/ucx_communicator.hpp"
 #include "runtime/core/log.hpp"
 #include "runtime/engine/engine.hpp"
@@ -59,11 +62,32 @@ expected<model_meta> load_model_meta(const model_config& mc) {
   return model_meta{std::move(*tok), weights->hp.context_length};
 }
 
+/// The control plane's transport: CAF's OpenSSL module when the config has tls, else the plain
+/// middleman (allowed on loopback only, see cluster_config).
+caf::expected<caf::actor> connect_node(caf::actor_system& sys, const cluster_config& cfg, const node_config& n) {
+  const auto port = static_cast<uint16_t>(n.port);
+  return cfg.tls.enabled ? caf::openssl::remote_actor(sys, n.host, port) : sys.middleman().remote_actor(n.host, port);
+}
+
+/// Listens on the node's host only (never every interface).
+caf::expected<uint16_t> publish_node(const caf::actor& a, const cluster_config& cfg, const node_config& me) {
+  const auto port = static_cast<uint16_t>(me.port);
+  return cfg.tls.enabled ? caf::openssl::publish(a, port, me.host.c_str(), true)
+                         : a.home_system().middleman().publish(a, port, me.host.c_str(), true);
+}
+
 }  // namespace
 
-void configure_node_system(caf::actor_system_config& cfg) {
-  configure_actor_system(cfg);
-  cfg.load<caf::io::middleman>();
+status configure_node_system(caf::actor_system_config& sys_cfg, const cluster_config& cfg, const std::string& name) {
+  configure_actor_system(sys_cfg);
+  sys_cfg.load<caf::io::middleman>();
+  if (!cfg.tls.enabled) return {};
+  const tls_files files = cfg.tls_files_of(name);
+  if (auto ok = check_tls_files(files); !ok)
+    return make_error(ok.error().code(), "node '" + name + "': " + ok.error().message());
+  if (const std::string w = key_mode_warning(files.key); !w.empty()) spdlog::warn("node {}: {}", name, w);
+  configure_tls(sys_cfg, files, name, std::chrono::milliseconds(cfg.tls.handshake_timeout_ms));
+  return {};
 }
 
 struct node_runtime::state {
@@ -148,10 +172,11 @@ struct node_runtime::state {
       if (auto it = links.find(node); it != links.end()) return it->second;
     }
     const node_config* peer = cfg.find_node(node);
-    auto remote = sys.middleman().remote_actor(peer->host, static_cast<uint16_t>(peer->port));
+    auto remote = connect_node(sys, cfg, *peer);
     if (!remote)
       return make_error(errc::unavailable, "node '" + node + "' at " + peer->host + ":" + std::to_string(peer->port) +
-                                               " is not reachable: " + sys.render(remote.error()));
+                                               " is not reachable: " + sys.render(remote.error()) +
+                                               (cfg.tls.enabled ? " (over TLS: a refused certificate is logged by both nodes)" : ""));
     std::string reply, failure;
     {
       caf::scoped_actor self{sys};
@@ -490,7 +515,10 @@ expected<std::unique_ptr<node_runtime>> node_runtime::start(caf::actor_system& s
   }
 
   s->node_actor = sys.spawn(node_actor_behavior, s);
-  auto port = sys.middleman().publish(s->node_actor, static_cast<uint16_t>(s->me.port), s->me.host.c_str(), true);
+  if (!s->cfg.tls.enabled)
+    spdlog::warn("node {}: the control port {}:{} is not authenticated (the config has no `tls`, allowed as every node "
+                 "is on loopback): any local user can connect to it", name, s->me.host, s->me.port);
+  auto port = publish_node(s->node_actor, s->cfg, s->me);
   if (!port) {
     caf::anon_send_exit(s->node_actor, caf::exit_reason::user_shutdown);
     return make_error(errc::unavailable, "node '" + name + "': cannot listen on " + s->me.host + ":" +

@@ -16,6 +16,8 @@
 // Nodes start in any order: every lookup of a peer retries with backoff (capped at 1 s) until the
 // peer is up. The first message to a peer is the handshake (cluster/handshake.hpp); a peer of another
 // protocol, message set or cluster config is refused, and the refusal is logged naming both values.
+// Under the handshake, nodes authenticate each other with mutual TLS (cluster/tls.hpp) when the config
+// has `tls`; the control port listens on the node's configured host only.
 
 #include <cstdint>
 #include <memory>
@@ -58,7 +60,9 @@ class node_runtime {
   std::shared_ptr<state> s_;
 };
 
-/// configure_actor_system plus the middleman (CAF's network layer).
-void configure_node_system(caf::actor_system_config& cfg);
+/// configure_actor_system plus the middleman (CAF's network layer) and, when the config has tls, CAF's
+/// OpenSSL module with node `name`'s files (checked first: an unreadable, mismatched or foreign file is
+/// an error naming it).
+status configure_node_system(caf::actor_system_config& sys_cfg, const cluster_config& cfg, const std::string& name);
 
 }  // namespace troupe::cluster

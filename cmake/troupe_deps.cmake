@@ -18,6 +18,16 @@ if(CAF_INCLUDE_DIR AND CAF_CORE_LIBRARY AND CAF_IO_LIBRARY)
   set_target_properties(caf::io PROPERTIES IMPORTED_LOCATION ${CAF_IO_LIBRARY}
                         INTERFACE_LINK_LIBRARIES caf::core)
   set(TROUPE_HAVE_CAF ON)
+  # CAF's OpenSSL module: the cluster's nodes authenticate each other with mutual TLS through it.
+  find_package(OpenSSL 1.1)
+  find_library(CAF_OPENSSL_LIBRARY caf_openssl)
+  if(CAF_OPENSSL_LIBRARY AND OpenSSL_FOUND)
+    add_library(caf::openssl UNKNOWN IMPORTED)
+    set_target_properties(caf::openssl PROPERTIES IMPORTED_LOCATION ${CAF_OPENSSL_LIBRARY}
+                          INTERFACE_LINK_LIBRARIES "caf::io;OpenSSL::SSL;OpenSSL::Crypto")
+  else()
+    message(STATUS "libcaf_openssl or OpenSSL not found: the cluster runtime is not built (run deploy/install-deps.sh)")
+  endif()
 else()
   message(STATUS "CAF not found: actor targets are not built (run deploy/install-deps.sh)")
   set(TROUPE_HAVE_CAF OFF)

@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config git curl ca-certificates
-  libcaf-dev
+  libcaf-dev libssl-dev
   libucx-dev ucx-utils
   libprotobuf-dev protobuf-compiler
   libspdlog-dev libfmt-dev

@@ -6,6 +6,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "runtime/model/weights.hpp"
 
@@ -24,6 +26,13 @@ models:
 )";
 
 expected<cluster_config> parse(const std::string& extra) { return parse_cluster_config(base + extra, "c.yaml", "/models"); }
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 std::string error_of(const std::string& text) {
   auto c = parse_cluster_config(text, "c.yaml", "/models");
@@ -192,6 +201,60 @@ TEST(ClusterConfig, TheModelFilesHeaderAndThePhysicalMemoryAreCheckedForTheNodes
   const auto gone = check_model_files(*missing, "w1", 0);
   ASSERT_FALSE(gone);
   EXPECT_EQ(gone.error().message().rfind("c.yaml: models[0].path: model 'm': ", 0), 0u) << gone.error().message();
+
+TEST(ClusterConfig, TlsFilesResolveAgainstTheConfigDirectoryPerNode) {
+  const std::string one = "    replicas: [{node: w1}]\n";
+  auto c = parse_cluster_config(base + one + "tls: {dir: certs}\n", "c.yaml", "/models", "/etc/troupe");
+  ASSERT_TRUE(c) << c.error().what();
+  EXPECT_TRUE(c->tls.enabled);
+  const tls_files w1 = c->tls_files_of("w1");
+  EXPECT_EQ(w1.ca, "/etc/troupe/certs/ca.pem");
+  EXPECT_EQ(w1.cert, "/etc/troupe/certs/w1.pem");
+  EXPECT_EQ(w1.key, "/etc/troupe/certs/w1.key");
+  // Keys of their own override the directory; absolute paths stay.
+  auto own = parse_cluster_config(base + one + "tls: {dir: certs, ca: /pki/ca.pem, key: \"keys/{node}-key.pem\"}\n", "c.yaml",
+                                  "/models", "/etc/troupe");
+  ASSERT_TRUE(own) << own.error().what();
+  EXPECT_EQ(own->tls_files_of("head").ca, "/pki/ca.pem");
+  EXPECT_EQ(own->tls_files_of("head").cert, "/etc/troupe/certs/head.pem");
+  EXPECT_EQ(own->tls_files_of("head").key, "/etc/troupe/keys/head-key.pem");
+  // load_cluster_config: relative to the file's directory, whatever TROUPE_MODEL_DIR says.
+  ::setenv("TROUPE_MODEL_DIR", "/models", 1);
+  auto three = load_cluster_config("deploy/cluster/three-nodes-two-models.yaml");
+  ::unsetenv("TROUPE_MODEL_DIR");
+  ASSERT_TRUE(three) << three.error().what();
+  EXPECT_EQ(three->tls_files_of("worker1").cert, "deploy/cluster/certs/worker1.pem");
+  EXPECT_EQ(three->digest, parse_cluster_config(read_text("deploy/cluster/three-nodes-two-models.yaml"), "x", "/m")->digest);
+}
+
+TEST(ClusterConfig, WithoutTlsEveryNodeMustBeOnLoopback) {
+  const std::string one = "    replicas: [{node: w1}]\n";
+  auto loopback = parse(one);  // base: 127.0.0.1 and the default host
+  ASSERT_TRUE(loopback) << loopback.error().what();
+  EXPECT_FALSE(loopback->tls.enabled);
+  std::string remote = base;
+  remote.replace(remote.find("{name: w2, port"), 15, "{name: w2, host: 10.0.0.7, port");
+  EXPECT_EQ(error_of(remote + one),
+            "c.yaml: tls: is required: node 'w2' listens on 10.0.0.7, not a loopback address, and nodes must authenticate each "
+            "other there: add `tls: {dir: certs}` and make the files with `troupe certs --config FILE`");
+  EXPECT_TRUE(parse_cluster_config(remote + one + "tls: {dir: certs}\n", "c.yaml", "/models"));
+  for (const char* host : {"127.0.0.1", "127.8.9.10", "::1", "localhost"}) EXPECT_TRUE(is_loopback_host(host)) << host;
+  for (const char* host : {"10.0.0.1", "128.0.0.1", "::2", "node1.example", "0.0.0.0"}) EXPECT_FALSE(is_loopback_host(host)) << host;
+}
+
+TEST(ClusterConfig, TlsAndHostMistakesNameTheKey) {
+  const std::string one = "    replicas: [{node: w1}]\n";
+  EXPECT_EQ(error_of(base + one + "tls: {ca: ca.pem, cert: x.pem}\n"), "c.yaml: tls.key: is required (or give tls.dir)");
+  EXPECT_EQ(error_of(base + one + "tls: {dir: certs, certs: x}\n").rfind("c.yaml: tls.certs: unknown key", 0), 0u);
+  EXPECT_EQ(error_of(base + one + "tls: {dir: certs, handshake_timeout_ms: 0}\n"),
+            "c.yaml: tls.handshake_timeout_ms: must be > 0, got 0");
+  EXPECT_EQ(error_of(base + one + "tls: certs\n"), "c.yaml: tls: must be a mapping: {dir: DIR} or {ca: FILE, cert: FILE, key: FILE}");
+  EXPECT_EQ(error_of("nodes:\n  - {name: ../x, port: 7000, http_port: 8000}\nmodels:\n  - {name: m, path: x.gguf, replicas: [{node: ../x}]}\n"
+                     "tls: {dir: certs}\n"),
+            "c.yaml: nodes[0].name: must be letters, digits, '.', '_' or '-', and not 'ca': tls names files after the nodes");
+  EXPECT_EQ(error_of("nodes:\n  - {name: a, host: 0.0.0.0, port: 7000, http_port: 8000}\n"),
+            "c.yaml: nodes[0].host: must be the address other nodes reach this node at, not a wildcard (0.0.0.0 would open "
+            "the control port on every interface)");
 }
 
 }  // namespace

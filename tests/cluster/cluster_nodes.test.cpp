@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "tests/cluster/node_process.hpp"
+#include "tests/cluster/cluster_fixture.hpp"
 #include "tests/tools/hostile_peer.hpp"
 
 namespace troupe::test {
@@ -19,75 +19,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-
-class ClusterNodes : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("troupe_cluster_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    nodes_.clear();
-    fs::remove_all(dir_);
-  }
-
-  /// Writes the deploy config `name` on free ports (text transformed by edit) and returns its path.
-  std::string config(const std::string& name, const std::function<std::string(std::string)>& edit = {}) {
-    yaml_ = on_free_ports(read_text("deploy/cluster/" + name));
-    if (edit) yaml_ = edit(yaml_);
-    const auto p = dir_ / name;
-    std::ofstream(p) << yaml_;
-    return p.string();
-  }
-  node_process& start(const std::string& cfg, const std::string& name) {
-    nodes_[name] = std::make_unique<node_process>(cfg, name, dir_);
-    return *nodes_[name];
-  }
-  std::string logs() const {
-    std::string all;
-    for (const auto& [name, n] : nodes_) all += "---- " + name + "\n" + n->log();
-    return all;
-  }
-  /// Waits for the gateway's /ready.
-  bool ready(int port, std::chrono::milliseconds timeout = 60s) {
-    return eventually([&] { return get(port, "/ready").find("\"ready\"") != std::string::npos; }, timeout);
-  }
-  /// Waits for /ready and for both stories260K replicas of three-nodes-two-models.yaml to be routed to
-  /// (/ready needs one replica per model only).
-  bool both_workers_up(int port) {
-    return ready(port) && eventually([&] {
-             return replica_metric(port, "troupe_replica_up", "stories260K", "stories260K/0") == 1 &&
-                    replica_metric(port, "troupe_replica_up", "stories260K", "stories260K/1") == 1;
-           }, 60s);
-  }
-  double replica_metric(int port, const std::string& what, const std::string& model, const std::string& replica) {
-    return metric(get(port, "/metrics"), what + "{model=\"" + model + "\",replica=\"" + replica + "\"}");
-  }
-
-  /// Starts two-nodes-tp2.yaml (head, worker) and waits until its replica serves: the gateway's port,
-  /// and the replica's greedy text for "Once upon a time" (24 tokens).
-  void serve_two_nodes_tp2(int& port, std::string& text);
-
-  fs::path dir_;
-  std::string yaml_;
-  std::map<std::string, std::unique_ptr<node_process>> nodes_;
-};
-
-std::string text_of(const nlohmann::json& j) {
-  if (!j.is_object() || !j.contains("choices")) return "(no completion: " + j.dump() + ")";
-  return j["choices"][0]["text"].get<std::string>();
-}
-
-void ClusterNodes::serve_two_nodes_tp2(int& port, std::string& text) {
-  const std::string cfg = config("two-nodes-tp2.yaml");
-  port = http_port_of(yaml_, "head");
-  start(cfg, "head");
-  start(cfg, "worker");
-  ASSERT_TRUE(ready(port)) << logs();
-  text = text_of(complete(port, "stories260K", "Once upon a time", 24));
-  ASSERT_NE(text.find("there was a little girl"), std::string::npos) << text << logs();
-}
 
 TEST_F(ClusterNodes, AHeadAndTwoWorkersServeTwoModelsAndRequestsLandOnBothWorkers) {
   const std::string cfg = config("three-nodes-two-models.yaml");
@@ -354,10 +285,18 @@ TEST_F(ClusterNodes, ABadConfigOrNodeNameIsRefusedAtStartNamingIt) {
   EXPECT_EQ(tr.exit_code, 1);
   EXPECT_NE(tr.err.find("model 'm'"), std::string::npos) << tr.err;
   EXPECT_NE(tr.err.find("cut.gguf"), std::string::npos) << tr.err;
-  const auto check = run("TROUPE_MODEL_DIR=" + shared_dir + "/models " + troupe_bin() +
-                         " node --config deploy/cluster/three-nodes-two-models.yaml --name worker2 --check");
+  const std::string three = config("three-nodes-two-models.yaml");
+  const auto check = run("TROUPE_MODEL_DIR=" + shared_dir + "/models " + troupe_bin() + " node --config " + three + " --name worker2 --check");
   EXPECT_EQ(check.exit_code, 0) << check.err;
   EXPECT_NE(check.out.find("shard stories260K-pp/0/shard1 (tp rank 0/1, pp stage 1/2)"), std::string::npos) << check.out;
+  EXPECT_NE(check.out.find("(mutual TLS, cert " + (dir_ / "certs/worker2.pem").string() + ")"), std::string::npos) << check.out;
+  // Its key gone, the node refuses to start (and --check says so), naming the file.
+  fs::remove(dir_ / "certs/worker2.key");
+  for (const std::string extra : {" --check", ""}) {
+    const auto no_key = run(troupe_bin() + " node --config " + three + " --name worker2" + extra);
+    EXPECT_EQ(no_key.exit_code, 1) << extra;
+    EXPECT_NE(no_key.err.find("tls.key: " + (dir_ / "certs/worker2.key").string() + " does not exist"), std::string::npos) << no_key.err;
+  }
 }
 
 }  // namespace

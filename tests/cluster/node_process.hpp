@@ -14,6 +14,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -144,6 +145,13 @@ class node_process {
   pid_t pid_ = -1;
   int exit_code_ = -1;
 };
+
+/// `troupe certs --config cfg`: the CA and every node's files in the config's tls.dir (none without tls).
+inline void make_certs(const std::filesystem::path& cfg) {
+  if (read_text(cfg).find("\ntls:") == std::string::npos) return;
+  const auto r = run(troupe_bin() + " certs --config " + cfg.string());
+  if (r.exit_code != 0) throw std::runtime_error("troupe certs failed: " + r.err);
+}
 
 /// Polls pred every 50 ms until it holds or timeout passes; whether it held.
 template <class Pred>

@@ -14,6 +14,7 @@
 
 #include "cluster/cluster_config.hpp"
 #include "cluster/node.hpp"
+#include "cluster/tls.hpp"
 #endif
 
 namespace troupe::cli {
@@ -30,7 +31,8 @@ struct node_args {
 std::string describe(const cluster::cluster_config& cfg, const std::string& name) {
   std::string out;
   const cluster::node_config& me = *cfg.find_node(name);
-  out += "node " + name + ": control " + me.host + ":" + std::to_string(me.port) + "\n";
+  out += "node " + name + ": control " + me.host + ":" + std::to_string(me.port) +
+         (cfg.tls.enabled ? " (mutual TLS, cert " + cfg.tls_files_of(name).cert.string() + ")" : " (no TLS: loopback only)") + "\n";
   if (me.http_port > 0) out += "  gateway on http://" + me.http_host + ":" + std::to_string(me.http_port) + "\n";
   for (const auto& m : cfg.models)
     for (size_t r = 0; r < m.replicas.size(); ++r) {
@@ -65,13 +67,21 @@ int run_node(const node_args& a) {
     return 1;
   }
   if (a.check) {
+    if (cfg->tls.enabled)
+      if (auto ok = cluster::check_tls_files(cfg->tls_files_of(a.name)); !ok) {
+        std::fprintf(stderr, "troupe node: %s: %s\n", a.config.c_str(), ok.error().what().c_str());
+        return 1;
+      }
     std::fputs(describe(*cfg, a.name).c_str(), stdout);
     return 0;
   }
   stop_signals signals;  // before any thread starts
 
   caf::actor_system_config sys_cfg;
-  cluster::configure_node_system(sys_cfg);
+  if (auto ok = cluster::configure_node_system(sys_cfg, *cfg, a.name); !ok) {
+    std::fprintf(stderr, "troupe node: %s: %s\n", a.config.c_str(), ok.error().what().c_str());
+    return 1;
+  }
   caf::actor_system sys{sys_cfg};
   auto node = cluster::node_runtime::start(sys, *cfg, a.name);
   if (!node) {

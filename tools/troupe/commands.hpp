@@ -38,6 +38,7 @@ void add_serve(CLI::App& app);
 void add_pull(CLI::App& app);
 void add_route_sim(CLI::App& app);
 void add_node(CLI::App& app);
+void add_certs(CLI::App& app);
 void add_bench(CLI::App& app);
 
 /// The flags of a command that loads one model into an engine: --model (required), --threads,

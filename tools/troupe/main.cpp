@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
   troupe::cli::add_pull(app);
   troupe::cli::add_route_sim(app);
   troupe::cli::add_node(app);
+  troupe::cli::add_certs(app);
   CLI11_PARSE(app, argc, argv);
   return troupe::cli::exit_code();
 }
