@@ -73,8 +73,7 @@ expected<tls_config> read_tls(const YAML::Node& t, const std::string& origin, co
   TROUPE_TRY(read(t, "ca", tc.ca, origin, "tls."));
   TROUPE_TRY(read(t, "cert", tc.cert, origin, "tls."));
   TROUPE_TRY(read(t, "key", tc.key, origin, "tls."));
-  TROUPE_TRY(read(t, "handshake_timeout_ms", tc.handshake_timeout_ms, origin, "tls."));
-  TROUPE_TRY(positive(tc.handshake_timeout_ms, false, origin, "tls.handshake_timeout_ms"));
+  TROUPE_TRY(read_int(t, "handshake_timeout_ms", tc.handshake_timeout_ms, {1, 3600000}, origin, "tls."));
   if (!dir.empty()) {
     if (tc.ca.empty()) tc.ca = (fs::path(dir) / "ca.pem").string();
     if (tc.cert.empty()) tc.cert = (fs::path(dir) / "{node}.pem").string();

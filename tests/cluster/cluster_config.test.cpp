@@ -201,6 +201,7 @@ TEST(ClusterConfig, TheModelFilesHeaderAndThePhysicalMemoryAreCheckedForTheNodes
   const auto gone = check_model_files(*missing, "w1", 0);
   ASSERT_FALSE(gone);
   EXPECT_EQ(gone.error().message().rfind("c.yaml: models[0].path: model 'm': ", 0), 0u) << gone.error().message();
+}
 
 TEST(ClusterConfig, TlsFilesResolveAgainstTheConfigDirectoryPerNode) {
   const std::string one = "    replicas: [{node: w1}]\n";
@@ -247,7 +248,7 @@ TEST(ClusterConfig, TlsAndHostMistakesNameTheKey) {
   EXPECT_EQ(error_of(base + one + "tls: {ca: ca.pem, cert: x.pem}\n"), "c.yaml: tls.key: is required (or give tls.dir)");
   EXPECT_EQ(error_of(base + one + "tls: {dir: certs, certs: x}\n").rfind("c.yaml: tls.certs: unknown key", 0), 0u);
   EXPECT_EQ(error_of(base + one + "tls: {dir: certs, handshake_timeout_ms: 0}\n"),
-            "c.yaml: tls.handshake_timeout_ms: must be > 0, got 0");
+            "c.yaml: tls.handshake_timeout_ms: must be an integer in 1..3600000, got 0");
   EXPECT_EQ(error_of(base + one + "tls: certs\n"), "c.yaml: tls: must be a mapping: {dir: DIR} or {ca: FILE, cert: FILE, key: FILE}");
   EXPECT_EQ(error_of("nodes:\n  - {name: ../x, port: 7000, http_port: 8000}\nmodels:\n  - {name: m, path: x.gguf, replicas: [{node: ../x}]}\n"
                      "tls: {dir: certs}\n"),

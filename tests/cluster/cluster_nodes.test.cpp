@@ -293,7 +293,8 @@ TEST_F(ClusterNodes, ABadConfigOrNodeNameIsRefusedAtStartNamingIt) {
   // Its key gone, the node refuses to start (and --check says so), naming the file.
   fs::remove(dir_ / "certs/worker2.key");
   for (const std::string extra : {" --check", ""}) {
-    const auto no_key = run(troupe_bin() + " node --config " + three + " --name worker2" + extra);
+    const auto no_key = run("TROUPE_MODEL_DIR=" + shared_dir + "/models " + troupe_bin() + " node --config " + three +
+                            " --name worker2" + extra);
     EXPECT_EQ(no_key.exit_code, 1) << extra;
     EXPECT_NE(no_key.err.find("tls.key: " + (dir_ / "certs/worker2.key").string() + " does not exist"), std::string::npos) << no_key.err;
   }
