@@ -19,6 +19,10 @@ namespace fs = std::filesystem;
 status check_keys(const YAML::Node& node, const std::set<std::string>& known, const std::string& origin,
                   const std::string& where) {
   for (const auto& kv : node) {
+    // A list or map as a key ("{a, b}: 1", "[a]: 1") has no string form: as<std::string>() would throw.
+    if (!kv.first.IsScalar())
+      return key_error(origin, where + "(line " + std::to_string(kv.first.Mark().line + 1) + ")",
+                       "a key must be a plain name, not a list or a map");
     const std::string key = kv.first.as<std::string>();
     if (!known.count(key)) {
       std::string list;
