@@ -4,10 +4,13 @@
 // through the request decoder, streams through the SSE writer. The server's limits are set low (8 KiB
 // headers, 64 KiB bodies, as the gateway's settings but smaller) so that inputs reach them.
 //
-// A server that neither answers nor closes within 10 s counts as a hang (abort).
+// A server that neither answers nor closes within 20 s counts as a hang (abort).
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+
+#include <cerrno>
+#include <chrono>
 
 #include "fuzz/fuzz_support.hpp"
 #include "runtime/api/openai.hpp"
@@ -68,19 +71,30 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(server_port());
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) std::abort();
+  // Every call is retried on EINTR: libFuzzer's -timeout watchdog is a SIGALRM that lands on any thread.
+  int r;
+  do r = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+  while (r != 0 && errno == EINTR);
+  if (r != 0) std::abort();
   // The server may answer (413, 431, 400) and close before it has read everything: stop writing then.
   for (size_t sent = 0; sent < size;) {
     const ssize_t n = ::send(fd, data + sent, size - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     sent += static_cast<size_t>(n);
   }
   ::shutdown(fd, SHUT_WR);
   char buf[16384];
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) std::abort();  // hung: no answer, no close
     pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 10000) <= 0) std::abort();  // hung: no answer, no close
+    const int ready = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) std::abort();
     const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
   }
   ::close(fd);

@@ -1,6 +1,7 @@
 // Writes the binary seed files of fuzz/corpus (small synthetic models, handshake messages) with the
-// project's own writers: build-fuzz/bin/fuzz_make_seeds fuzz/corpus. The text seeds (requests, YAML,
-// templates) are committed as they are.
+// project's own writers:
+//   cmake --build build-fuzz --target fuzz_make_seeds && build-fuzz/bin/fuzz_make_seeds fuzz/corpus
+// The text seeds (requests, YAML, templates) are committed as they are.
 #include <cstring>
 #include <filesystem>
 #include <fstream>

@@ -406,6 +406,8 @@ api_result<json> parse_object(std::string_view body) {
     obj = json::parse(body.begin(), body.end());
   } catch (const json::parse_error& e) {
     return malformed_json(e.what());  // names the byte position and the cause
+  } catch (const json::out_of_range& e) {
+    return malformed_json(e.what());  // a number too large for a double (1e400): "number overflow"
   }
   if (!obj.is_object()) return malformed_json("the body must be a JSON object");
   return obj;
