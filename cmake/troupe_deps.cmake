@@ -47,10 +47,12 @@ endif()
 # Hopper unless CMAKE_CUDA_ARCHITECTURES says otherwise. NCCL (tensor parallel across a node's GPUs)
 # is optional within it.
 include(CheckLanguage)
-check_language(CUDA)
+if(NOT TROUPE_FUZZ)  # the fuzz build compiles parsers only
+  check_language(CUDA)
+endif()
 # A compiler named on the command line that is not there (-DCMAKE_CUDA_COMPILER=/nonexistent, how a
 # build without nvcc is checked on a machine that has one) counts as absent.
-if(CMAKE_CUDA_COMPILER)
+if(CMAKE_CUDA_COMPILER AND NOT TROUPE_FUZZ)
   find_program(troupe_nvcc NAMES ${CMAKE_CUDA_COMPILER} NO_CACHE)
 endif()
 if(troupe_nvcc)

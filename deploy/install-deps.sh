@@ -17,6 +17,7 @@ packages=(
   libxxhash-dev
   libopenblas-dev
   libsentencepiece-dev
+  clang-14 libclang-rt-14-dev lld-14  # the fuzz harnesses (fuzz/, ctest label fuzz)
 )
 
 missing=()

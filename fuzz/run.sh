@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs one fuzz harness for a bounded time on a copy of its committed corpus (the fuzzer writes new
+# inputs into the corpus directory it is given), as ctest's `fuzz` tests do:
+#   fuzz/run.sh BUILD/fuzz-build/bin/fuzz_gguf fuzz/corpus/gguf [SECONDS=20] [ARTIFACT_DIR]
+# Fails on a crash, a sanitizer report, a leak, a slow input (-timeout) or too much memory; the input
+# that did it is kept in ARTIFACT_DIR (libFuzzer also prints it in base64 when it is small).
+set -euo pipefail
+bin=$1 corpus=$2 seconds=${3:-20} artifacts=${4:-$PWD/fuzz-artifacts}
+if [ ! -x "$bin" ]; then
+  echo "fuzz: $bin was not built (see the troupe_fuzz_build step of the build)" >&2
+  exit 1
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/corpus" "$artifacts"
+[ -d "$corpus" ] && cp -r "$corpus"/. "$work/corpus/"
+name=$(basename "$bin")
+"$bin" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=25 -print_final_stats=1 \
+  -artifact_prefix="$artifacts/$name-" "$work/corpus"
