@@ -6,6 +6,9 @@
 # that did it is kept in ARTIFACT_DIR (libFuzzer also prints it in base64 when it is small).
 set -euo pipefail
 bin=$1 corpus=$2 seconds=${3:-20} artifacts=${4:-$PWD/fuzz-artifacts}
+# A fixed seed by default: a CI run is then a prefix of the same sequence of inputs that a longer local
+# run with the same seed has already been through (TROUPE_FUZZ_SEED=0 asks libFuzzer for a random one).
+seed=${TROUPE_FUZZ_SEED:-1}
 if [ ! -x "$bin" ]; then
   echo "fuzz: $bin was not built (see the troupe_fuzz_build step of the build)" >&2
   exit 1
@@ -15,5 +18,5 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/corpus" "$artifacts"
 [ -d "$corpus" ] && cp -r "$corpus"/. "$work/corpus/"
 name=$(basename "$bin")
-"$bin" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=25 -print_final_stats=1 \
+"$bin" -seed="$seed" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=25 -print_final_stats=1 \
   -artifact_prefix="$artifacts/$name-" "$work/corpus"
