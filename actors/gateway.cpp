@@ -442,6 +442,7 @@ expected<std::unique_ptr<gateway>> gateway::start(caf::actor_system& sys, router
       return ids.size() == 1 && tok.is_special(ids[0]);
     });
     e.chat_opts = chat_options_from_template(tok.chat_template());
+    (void)tok.max_token_bytes();  // a scan of the vocabulary, done here rather than in the first request
     e.model = std::move(m);
     const std::string name = e.model.name;
     im->models.emplace(name, std::move(e));

@@ -38,6 +38,7 @@ foreach(h ${troupe_fuzz_harnesses})
   add_test(NAME fuzz_${name}
            COMMAND bash ${PROJECT_SOURCE_DIR}/fuzz/run.sh ${troupe_fuzz_dir}/bin/fuzz_${name}
                    ${PROJECT_SOURCE_DIR}/fuzz/corpus/${name} ${TROUPE_FUZZ_SECONDS} ${PROJECT_BINARY_DIR}/fuzz-artifacts
+                   ${troupe_fuzz_dir}/corpus/${name}
            WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
   math(EXPR troupe_fuzz_timeout "${TROUPE_FUZZ_SECONDS} + 120")
   set_tests_properties(fuzz_${name} PROPERTIES LABELS fuzz TIMEOUT ${troupe_fuzz_timeout})

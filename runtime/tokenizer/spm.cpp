@@ -136,8 +136,7 @@ int64_t spm_tokenizer::min_token_count(std::string_view text) const {
     if (c != ' ' || !prev_space) ++kept;
     prev_space = c == ' ';
   }
-  const int64_t longest = max_token_bytes();
-  return (kept + longest - 1) / longest;
+  return min_tokens_for_bytes(kept);
 }
 
 std::string spm_tokenizer::normalize(std::string_view text, bool first) const {

@@ -42,9 +42,7 @@ int64_t tokenizer::max_token_bytes() const {
 }
 
 int64_t tokenizer::min_token_count(std::string_view text) const {
-  const int64_t bytes = static_cast<int64_t>(text.size());
-  const int64_t longest = max_token_bytes();
-  return (bytes + longest - 1) / longest;
+  return min_tokens_for_bytes(static_cast<int64_t>(text.size()));
 }
 
 stream_decoder::stream_decoder(const tokenizer& tok, bool at_start)

@@ -53,6 +53,15 @@ class tokenizer {
   /// The most input bytes one token can stand for (the longest token_bytes/piece; at least 1).
   int64_t max_token_bytes() const;
 
+ protected:
+  /// The fewest tokens that can cover `bytes` bytes of (normalized) input.
+  int64_t min_tokens_for_bytes(int64_t bytes) const {
+    const int64_t longest = max_token_bytes();
+    return (bytes + longest - 1) / longest;
+  }
+
+ public:
+
   int32_t n_vocab() const noexcept { return n_vocab_; }
   int32_t bos_id() const noexcept { return bos_id_; }   ///< -1 if none
   int32_t eos_id() const noexcept { return eos_id_; }   ///< -1 if none

@@ -17,6 +17,7 @@
 #include <random>
 
 #include "tests/cluster/cluster_fixture.hpp"
+#include "tests/tools/hostile_peer.hpp"
 
 namespace troupe::test {
 namespace {
@@ -72,13 +73,6 @@ tls_probe probe(int port, const fs::path& ca, const fs::path& cert = {}, const f
   ERR_clear_error();
   if (fd >= 0) ::close(fd);
   return out;
-}
-
-/// VmRSS of a process in MiB.
-double rss_mib(pid_t pid) {
-  const std::string status = read_text("/proc/" + std::to_string(pid) + "/status");
-  const auto at = status.find("VmRSS:");
-  return at == std::string::npos ? -1 : std::stod(status.substr(at + 6)) / 1024.0;
 }
 
 /// The `port:` of node `name` in a config text.

@@ -76,6 +76,14 @@ inline std::vector<listening_socket> listening_sockets(int pid) {
   return out;
 }
 
+/// VmRSS of a process in MiB (-1 if unreadable): what a hostile client must not make grow.
+inline double rss_mib(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return -1;
+}
+
 /// Connects to 127.0.0.1:port; -1 if refused.
 inline int connect_loopback(int port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);

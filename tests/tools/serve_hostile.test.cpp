@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "tests/tools/hostile_peer.hpp"
 #include "tests/tools/server_process.hpp"
 
 namespace troupe::test {
@@ -36,15 +37,6 @@ reply curl_file(const server_process& s, const std::string& path, const std::str
   h.body = r.out.substr(0, nl);
   std::sscanf(r.out.c_str() + nl + 1, "%d %lf", &h.status, &h.seconds);
   return h;
-}
-
-/// VmRSS of a process in MiB (0 if unreadable).
-double rss_mib(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
-  return 0;
 }
 
 class ServeHostile : public ::testing::Test {

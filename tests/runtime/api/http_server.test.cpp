@@ -4,8 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <curl/curl.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -22,6 +20,7 @@
 
 #include "runtime/api/openai.hpp"
 #include "runtime/http/http_server.hpp"
+#include "tests/tools/hostile_peer.hpp"
 
 namespace troupe {
 namespace {
@@ -310,15 +309,8 @@ TEST(HttpServer, MalformedRequestGets400) {
 
 // Sends raw bytes to 127.0.0.1:port and returns what the server answers before it closes (or 5 s).
 std::string raw_exchange(uint16_t port, const std::string& bytes) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return {};
-  }
+  const int fd = test::connect_loopback(port);
+  if (fd < 0) return {};
   (void)!::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
   std::string got;
   const auto deadline = std::chrono::steady_clock::now() + 5s;
