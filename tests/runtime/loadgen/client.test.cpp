@@ -64,7 +64,9 @@ TEST(LoadgenClient, ChunksAreTimedAsTheyArrive) {
       EXPECT_GE(gap, 0.035);
       EXPECT_LT(gap, 2.0);
     }
-    EXPECT_GE(r.latency_s, r.ttft_s + 0.12);
+    // Three 40 ms gaps after the first chunk, each allowed the same 5 ms of delivery jitter as above
+    // (a first chunk read a little late shortens the span: it failed at 119.6 ms under load).
+    EXPECT_GE(r.latency_s, r.ttft_s + 3 * 0.035);
     EXPECT_EQ(r.output_tokens, 4);
     EXPECT_EQ(r.prompt_tokens, 5);
     EXPECT_EQ(r.generated_text, "w0w1w2w3");
